@@ -1,0 +1,451 @@
+"""
+The decoder-only transformer of Petty et al. (2024), written by hand, and the rule that trades
+depth for feed-forward width at a fixed parameter count.
+
+Two blocks, chosen in the config:
+  paper: T5X decoder-only. Pre-norm RMSNorm (scale only), no biases, gated-GELU FFN
+         wo(gelu(wi_0 x) * wi_1 x), T5 relative position bias shared by all layers, untied head.
+  gpt2:  nanoGPT's block. LayerNorm with bias, biased linears, two-matrix GELU MLP, learned
+         absolute positions, tied embeddings.
+Position is a separate dial (t5 | learned | rope) so any block can take any of the three.
+
+Run `python model.py --model_class 41M` for a class's depth/width table.
+"""
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GPT2_VOCAB = 50257
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 2
+    n_head: int = 2
+    d_model: int = 128
+    d_ff: int = 512
+    vocab_size: int = GPT2_VOCAB
+    block_size: int = 256           # longest sequence the model is asked to handle
+    block: str = "paper"            # paper | gpt2
+    pos: str = ""                   # t5 | learned | rope; "" = the block's own (t5 / learned)
+    num_buckets: int = 32           # T5 relative position bias
+    max_distance: int = 128
+    dropout: float = 0.0
+    loss_chunk: int = 1024          # tokens per chunk of the output head + loss; 0 = plain
+
+    def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
+        if not self.pos:
+            self.pos = "t5" if self.block == "paper" else "learned"
+        if self.pos not in POSITIONS:
+            raise ValueError(f"unknown pos {self.pos!r}; choose one of {', '.join(POSITIONS)}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+
+    @property
+    def tied(self):
+        return self.block == "gpt2"
+
+
+BLOCKS = ("paper", "gpt2")
+POSITIONS = ("t5", "learned", "rope")
+
+# ----------------------------------------------------------------------------------------------
+# Parameter matching (PAPER.md, "Parameter matching")
+
+# name: (d_model, reference depth, reference d_ff, default depths for tables and sweeps)
+MODEL_CLASSES = {
+    "tiny": (128, 2, 512, [1, 2, 3, 4, 5, 6, 7]),
+    "small": (256, 2, 1024, [1, 2, 3, 4, 5, 6, 7]),
+    "41M": (512, 2, 2048, [1, 2, 3, 4, 5, 6, 7]),
+    "134M": (768, 12, 2048, [1, 2, 4, 6, 8, 12, 16, 21, 26, 32]),
+    "374M": (1024, 24, 2816, [1, 2, 4, 6, 8, 12, 16, 24, 32]),
+}
+HEAD_DIM = 64
+
+
+def layer_params(d, block):
+    """Per-layer parameter count as (fixed, per unit of d_ff): layer = fixed + per_dff * d_ff."""
+    if block == "paper":
+        return 4 * d * d + 2 * d, 3 * d            # QKVO, two RMSNorm scales | wi_0, wi_1, wo
+    # gpt2: QKVO + their biases, two LayerNorms (scale+bias), MLP biases on the output side
+    return 4 * d * d + 4 * d + 4 * d + d, 2 * d + 1  # | c_fc, c_proj and c_fc's bias
+
+
+def d_ff_for(model_class, n_layer, block="paper"):
+    """The d_ff that gives `n_layer` layers the class's layer budget (0 or less: impossible)."""
+    d, l_ref, dff_ref, _ = MODEL_CLASSES[model_class]
+    fixed, per_dff = layer_params(d, block)
+    budget = l_ref * (fixed + per_dff * dff_ref)
+    return round((budget - n_layer * fixed) / (n_layer * per_dff))
+
+
+def deepest(model_class, block="paper"):
+    n = 1
+    while d_ff_for(model_class, n + 1, block) >= 1:
+        n += 1
+    return n
+
+
+def config_for(model_class, n_layer, quiet=False, **overrides):
+    """GPTConfig for depth n_layer of a size class, its d_ff solved to keep the layer budget."""
+    if model_class not in MODEL_CLASSES:
+        raise ValueError(f"unknown model class {model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
+    block = overrides.get("block", "paper")
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
+    if n_layer < 1:
+        raise ValueError(f"n_layer must be at least 1, got {n_layer}")
+    d_ff = d_ff_for(model_class, n_layer, block)
+    if d_ff < 1:
+        raise ValueError(f"class {model_class} cannot hold {n_layer} layers (d_ff would be {d_ff}); "
+                         f"the deepest possible is {deepest(model_class, block)}")
+    d = MODEL_CLASSES[model_class][0]
+    if d_ff < d and not quiet:
+        print(f"warning: {model_class} at n_layer={n_layer} has d_ff={d_ff} < d_model={d}, the regime "
+              "where the paper saw perplexity get worse", file=sys.stderr)
+    return GPTConfig(n_layer=n_layer, n_head=d // HEAD_DIM, d_model=d, d_ff=d_ff, **overrides)
+
+
+def count_params(cfg, context=None):
+    """Parameter counts (and forward FLOPs per token) from the config alone, without building."""
+    d, V = cfg.d_model, cfg.vocab_size
+    fixed, per_dff = layer_params(d, cfg.block)
+    layers = cfg.n_layer * (fixed + per_dff * cfg.d_ff)
+    final_norm = d if cfg.block == "paper" else 2 * d
+    pos = {"t5": cfg.num_buckets * cfg.n_head, "learned": cfg.block_size * d, "rope": 0}[cfg.pos]
+    embedding = V * d * (1 if cfg.tied else 2) + (pos if cfg.pos == "learned" else 0)
+    non_embedding = layers + final_norm + (pos if cfg.pos == "t5" else 0)
+    # Forward FLOPs per token, Kaplan et al. (2020): 2 per weight of every matmul (the head
+    # included) plus 2 * n_layer * context * d for attention scores and the weighted sum.
+    matmul_weights = cfg.n_layer * (4 * d * d + (3 if cfg.block == "paper" else 2) * d * cfg.d_ff) + V * d
+    ctx = context or cfg.block_size
+    flops = 2 * matmul_weights + 2 * cfg.n_layer * ctx * d
+    return {"total": embedding + non_embedding, "embedding": embedding,
+            "non_embedding": non_embedding, "forward_flops_per_token": flops}
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+class RMSNorm(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),), self.weight, eps=1e-6)
+
+
+def t5_bucket(relative_position, num_buckets, max_distance):
+    """T5's causal (unidirectional) bucketing of key_pos - query_pos: half the buckets are exact
+    distances, the rest grow logarithmically up to max_distance; future keys fall in bucket 0."""
+    n = (-relative_position).clamp(min=0)
+    max_exact = num_buckets // 2
+    large = max_exact + (torch.log(n.float().clamp(min=1) / max_exact)
+                         / math.log(max_distance / max_exact) * (num_buckets - max_exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return torch.where(n < max_exact, n, large)
+
+
+def rope(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        bias = cfg.block == "gpt2"
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=bias)
+        self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
+        self.o.residual = True
+        self.dropout = cfg.dropout
+
+    def forward(self, x, mask, rot, cache):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rot is not None:
+            q, k = rope(q, *rot), rope(k, *rot)
+        if cache is not None:  # cache = [k, v] of this layer, or [] on the first call
+            if cache:
+                k, v = torch.cat((cache[0], k), 2), torch.cat((cache[1], v), 2)
+            cache[:] = [k, v]
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype),
+                                               dropout_p=self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(B, T, C))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.gated = cfg.block == "paper"
+        if self.gated:  # gated GELU: wo(gelu(wi_0 x) * wi_1 x)
+            self.wi = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)  # wi_0 and wi_1 stacked
+        else:
+            self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=True)
+        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=not self.gated)
+        self.wo.residual = True
+
+    def forward(self, x):
+        h = self.wi(x)
+        if self.gated:
+            gate, lin = h.chunk(2, dim=-1)
+            h = F.gelu(gate, approximate="tanh") * lin
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.wo(h)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        Norm = RMSNorm if cfg.block == "paper" else nn.LayerNorm
+        self.norm1, self.attn = Norm(cfg.d_model), Attention(cfg)
+        self.norm2, self.ffn = Norm(cfg.d_model), FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, rot, cache=None):
+        x = x + self.drop(self.attn(self.norm1(x), mask, rot, cache))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The output head and loss, in chunks of tokens
+
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of h @ w.T against targets without ever holding all the logits.
+
+    The whole (tokens x 50k) logits tensor is what dominates a small model's step on CPU. Each
+    chunk's logits are made, turned into their gradient (softmax - onehot) on the spot, and
+    dropped; the gradients of h and w are kept for backward, so nothing is recomputed."""
+
+    @staticmethod
+    def forward(ctx, h, w, targets, chunk, dtype):
+        n = max(targets.numel(), 1)
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        wc = w.to(dtype)
+        acc = torch.promote_types(dtype, torch.float32)  # logits and loss in fp32 (or fp64)
+        loss = torch.zeros((), dtype=acc, device=h.device)
+        grad_h = torch.empty_like(h) if need_grad else None
+        grad_w = torch.zeros_like(w, dtype=acc) if need_grad else None
+        for s in range(0, h.size(0), chunk):
+            hc, tc = h[s:s + chunk].to(dtype), targets[s:s + chunk]
+            logits = (hc @ wc.t()).to(acc)
+            lse = torch.logsumexp(logits, dim=-1)
+            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            if need_grad:
+                p = logits.sub_(lse[:, None]).exp_()           # softmax, in place
+                p[torch.arange(len(tc), device=p.device), tc] -= 1.0
+                p = p.div_(n).to(dtype)
+                grad_h[s:s + chunk] = (p @ wc).to(h.dtype)
+                grad_w += (p.t() @ hc).to(acc)
+        if need_grad:
+            ctx.save_for_backward(grad_h, grad_w.to(w.dtype))
+        return loss / n
+
+    @staticmethod
+    def backward(ctx, g):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * g, grad_w * g, None, None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.pos == "learned":
+            self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+        elif cfg.pos == "t5":  # one table shared by all layers, as in T5
+            self.rel_bias = nn.Embedding(cfg.num_buckets, cfg.n_head)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = RMSNorm(cfg.d_model) if cfg.block == "paper" else nn.LayerNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tied:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        # GPT-2's scheme (as in nanoGPT): N(0, 0.02) everywhere, and the projections that write
+        # into the residual stream scaled by 1/sqrt(2 * n_layer), so the residual stream's
+        # variance at init does not grow with depth: depth is the variable under study, and it
+        # should not also change the scale at initialisation.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            std = 0.02
+            if getattr(module, "residual", False):
+                std /= math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def _attention_inputs(self, B, T, past, valid, device):
+        """Additive attention mask (with the T5 bias) and rotary angles for query positions
+        past..past+T-1 against keys 0..past+T-1. `valid` (B, past+T) marks real tokens; padding
+        is on the left, so for real tokens index differences are true distances."""
+        cfg = self.config
+        q_idx = torch.arange(past, past + T, device=device)
+        k_idx = torch.arange(past + T, device=device)
+        pos = None
+        if cfg.pos != "t5":  # absolute positions count real tokens only
+            pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:] if valid is not None else q_idx[None]
+        rot = None
+        if cfg.pos == "rope":
+            hd = cfg.d_model // cfg.n_head
+            inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=device).float() / hd))
+            ang = pos.float()[:, None, :, None] * inv  # (B|1, 1, T, hd/2)
+            rot = (ang.cos(), ang.sin())
+        mask = None
+        if cfg.pos == "t5" or valid is not None or past > 0:
+            causal = k_idx[None, :] <= q_idx[:, None]
+            allowed = causal[None, None]  # (1, 1, T, K)
+            if valid is not None:  # padding keys are hidden; the diagonal stays so no row is empty
+                allowed = allowed & (valid[:, None, None, :] | (k_idx[None, :] == q_idx[:, None]))
+            mask = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
+            if cfg.pos == "t5":
+                buckets = t5_bucket(k_idx[None, :] - q_idx[:, None], cfg.num_buckets, cfg.max_distance)
+                mask = mask + self.rel_bias(buckets).permute(2, 0, 1)[None]
+        return mask, rot, pos
+
+    def forward(self, idx, targets=None, valid=None, cache=None):
+        """idx (B, T) token ids. targets (B, T): the loss is returned, mean over targets != -1.
+        valid (B, T_past + T) bool: which tokens are real (left padding), for batched decoding.
+        cache: a list of per-layer [k, v] lists, filled and extended in place.
+        Without targets, the logits (B, T, vocab) are returned."""
+        B, T = idx.shape
+        past = cache[0][0].size(2) if cache and cache[0] else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+        mask, rot, pos = self._attention_inputs(B, T, past, valid, idx.device)
+        x = self.wte(idx)
+        if self.config.pos == "learned":
+            x = x + self.wpe(pos)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, rot, None if cache is None else cache[i])
+        x = self.norm_f(x)
+        if targets is None:
+            return self.lm_head(x)
+        return self.loss(x, targets)
+
+    def loss(self, x, targets):
+        keep = targets.reshape(-1) != -1  # only answer tokens carry loss: drop the rest first
+        h, t = x.reshape(-1, x.size(-1))[keep], targets.reshape(-1)[keep]
+        w = self.lm_head.weight
+        if not self.config.loss_chunk:
+            return F.cross_entropy(self.lm_head(h).float(), t)
+        dev = h.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        with torch.autocast(dev, enabled=False):
+            return ChunkedCrossEntropy.apply(h, w, t, self.config.loss_chunk, dtype)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True):
+        """Greedy decoding of a batch of left-padded prompts. Each row stops at its own eos_id.
+        Returns a list of token lists (eos excluded). use_cache=False re-reads the whole
+        sequence every step: slow, and the reference that the cached path must equal."""
+        B = idx.size(0)
+        valid = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid.bool()
+        max_new_tokens = min(max_new_tokens, self.config.block_size - idx.size(1))
+        out = torch.full((B, max(max_new_tokens, 0)), eos_id, dtype=torch.long, device=idx.device)
+        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        cache = [[] for _ in self.blocks] if use_cache else None
+        seq, step_in = idx, idx
+        for t in range(max_new_tokens):
+            logits = self(step_in if use_cache else seq, valid=valid, cache=cache)[:, -1]
+            nxt = logits.argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+            out[:, t] = nxt
+            done |= nxt == eos_id
+            if done.all():
+                break
+            valid = torch.cat((valid, torch.ones(B, 1, dtype=torch.bool, device=idx.device)), 1)
+            step_in = nxt[:, None]
+            seq = torch.cat((seq, step_in), 1)
+        result = []
+        for row in out.tolist():
+            result.append(row[:row.index(eos_id)] if eos_id in row else row)
+        return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: the class table
+
+def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None):
+    rows = []
+    for n in depths:
+        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True)
+        c = count_params(cfg, context)
+        rows.append({"n_layer": n, "d_model": cfg.d_model, "n_head": cfg.n_head, "d_ff": cfg.d_ff,
+                     "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3), "params_total": c["total"],
+                     "params_non_embedding": c["non_embedding"],
+                     "forward_flops_per_token": c["forward_flops_per_token"]})
+    return rows
+
+
+def fail(msg):
+    """Bad input: one line on stderr, exit code 2, no traceback."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_int_list(text, what):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()] or fail(f"{what} is empty")
+    except ValueError:
+        fail(f"{what} must be comma-separated integers like 1,2,4; got {text!r}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Print a size class's table: at each depth, the d_ff "
+                                "that keeps the class's parameter count, and what that costs.")
+    p.add_argument("--model_class", default="41M", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    p.add_argument("--vocab_size", type=int, default=GPT2_VOCAB,
+                   help="vocabulary size (GPT-2 BPE: 50257; the paper's T5 vocabulary: 32128)")
+    p.add_argument("--depths", default=None, help="comma-separated depths (default: the class's list)")
+    p.add_argument("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
+    p.add_argument("--context", type=int, default=1024, help="context length used for attention FLOPs")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    a = p.parse_args(argv)
+    if a.model_class not in MODEL_CLASSES:
+        fail(f"unknown --model_class {a.model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
+    if a.block not in BLOCKS:
+        fail(f"unknown --block {a.block!r}; choose one of {', '.join(BLOCKS)}")
+    if a.vocab_size < 1:
+        fail(f"--vocab_size must be positive, got {a.vocab_size}")
+    if a.depths:
+        depths = parse_int_list(a.depths, "--depths")
+    else:  # the class's list, less the depths this block cannot reach
+        depths = [n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
+    for n in depths:
+        if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
+            fail(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 to "
+                 f"{deepest(a.model_class, a.block)}")
+    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context)
+    if a.json:
+        print(json.dumps(rows))
+        return
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in keys))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT
+from model import (BLOCKS, MODEL_CLASSES, POSITIONS, GPT, GPTConfig, config_for, count_params,
+                   d_ff_for, t5_bucket)
+
+OPTIONS = [(b, p) for b in BLOCKS for p in POSITIONS]
+
+
+def small_model(block, pos, vocab=101, **kw):
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=vocab, block_size=64,
+                    block=block, pos=pos, **kw)
+    return GPT(cfg)
+
+
+def test_published_41m_table():
+    assert [d_ff_for("41M", n) for n in range(1, 8)] == [4779, 2048, 1138, 682, 409, 227, 97]
+    cfg = config_for("41M", 2, vocab_size=32128)
+    assert count_params(cfg)["total"] == 41_290_496
+    assert config_for("134M", 4).d_ff == 8193 and config_for("134M", 32, quiet=True).d_ff == 128
+
+
+@pytest.mark.parametrize("block,pos", OPTIONS)
+def test_count_params_matches_built_model(block, pos):
+    cfg = config_for("tiny", 3, block=block, pos=pos, vocab_size=1000)
+    model = GPT(cfg)
+    c = count_params(cfg)
+    assert c["total"] == sum(p.numel() for p in model.parameters())
+    assert c["embedding"] + c["non_embedding"] == c["total"]
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_depths_share_the_budget(block):
+    counts = [count_params(config_for("small", n, block=block, quiet=True))["non_embedding"]
+              for n in range(1, 6)]
+    # rounding d_ff moves each depth by less than half a d_ff unit per layer
+    assert max(counts) - min(counts) < 5 * 3 * 256
+
+
+def test_bad_depths_are_refused():
+    with pytest.raises(ValueError, match="deepest possible is 7"):
+        config_for("tiny", 8)
+    with pytest.raises(ValueError, match="at least 1"):
+        config_for("tiny", 0)
+    with pytest.raises(ValueError, match="unknown model class"):
+        config_for("huge", 2)
+
+
+def test_narrow_ffn_warns_once(capsys):
+    config_for("tiny", 5)
+    err = capsys.readouterr().err
+    assert "d_ff=102 < d_model=128" in err and err.count("\n") == 1
+    config_for("tiny", 4)
+    assert capsys.readouterr().err == ""
+
+
+def test_t5_buckets():
+    rel = -torch.arange(0, 300)
+    b = t5_bucket(rel, 32, 128)
+    assert b[:16].tolist() == list(range(16))           # exact for short distances
+    assert b[16] == 16 and b[100] < 31 and b[128:].eq(31).all()  # log-spaced, then saturates
+    assert (b[1:] >= b[:-1]).all()                       # monotone in distance
+    assert t5_bucket(torch.tensor([5]), 32, 128).item() == 0  # future keys (masked anyway)
+
+
+@pytest.mark.parametrize("block,pos", OPTIONS)
+def test_cached_decoding_equals_cache_free(block, pos):
+    model = small_model(block, pos).double().eval()
+    torch.manual_seed(1)
+    idx = torch.randint(0, 100, (4, 9))
+    valid = torch.ones_like(idx, dtype=torch.bool)
+    valid[0, :4] = False          # left padding of different lengths
+    valid[2, :1] = False
+    cached = model.generate(idx, 25, eos_id=100, valid=valid)
+    plain = model.generate(idx, 25, eos_id=100, valid=valid, use_cache=False)
+    assert cached == plain
+    # padding does not change a row: row 0 decoded alone, unpadded, gives the same tokens
+    assert model.generate(idx[:1, 4:], 25, eos_id=100) == cached[:1]
+
+
+class Scripted(GPT):
+    """A GPT whose next token is scripted: row r says token 1 until step stop[r], then eos."""
+    def __init__(self, stop, prompt_len):
+        super().__init__(GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=8, vocab_size=5, block_size=64))
+        self.stop, self.prompt_len = stop, prompt_len
+
+    def forward(self, idx, targets=None, valid=None, cache=None):
+        step = valid.size(1) - self.prompt_len
+        logits = torch.zeros(idx.size(0), idx.size(1), 5)
+        for r, s in enumerate(self.stop):
+            logits[r, -1, 4 if step == s else 1] = 1.0
+        return logits
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generation_stops_at_each_rows_eos(use_cache):
+    model = Scripted(stop=[2, 0, 30], prompt_len=3).eval()
+    out = model.generate(torch.zeros(3, 3, dtype=torch.long), 10, eos_id=4, use_cache=use_cache)
+    assert out == [[1, 1], [], [1] * 10]  # eos dropped; tokens after a row's eos never leak in
+
+
+@pytest.mark.parametrize("block,pos", OPTIONS)
+def test_padded_batch_matches_unpadded(block, pos):
+    model = small_model(block, pos).double().eval()
+    torch.manual_seed(2)
+    seq = torch.randint(0, 100, (1, 7))
+    padded = torch.cat((torch.zeros(1, 3, dtype=torch.long), seq), 1)
+    valid = torch.tensor([[False] * 3 + [True] * 7])
+    a = model(seq)[0]
+    b = model(padded, valid=valid)[0, 3:]
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("block", BLOCKS)
+def test_chunked_loss_matches_plain(block, dtype, tol):
+    x = torch.randint(0, 101, (3, 20))
+    y = torch.randint(0, 101, (3, 20))
+    y[:, :5] = -1  # masked prompt tokens
+    grads, losses = [], []
+    for chunk in (0, 7):
+        model = small_model(block, "t5", loss_chunk=chunk)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            loss = model(x, targets=y)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(losses[0], losses[1], atol=tol, rtol=tol)
+    for n in grads[0]:
+        g0, g1 = grads[0][n], grads[1][n]
+        assert (g0 - g1).norm() <= tol * g0.norm() + 1e-8, n
+    # and the plain path is really the masked mean cross-entropy
+    model = small_model(block, "t5", loss_chunk=0)
+    ref = F.cross_entropy(model(x).reshape(-1, 101), y.reshape(-1), ignore_index=-1)
+    torch.testing.assert_close(model(x, targets=y), ref)
+
+
+def test_too_long_sequence_is_refused():
+    model = small_model("paper", "t5")
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "model.py"), *args], capture_output=True, text=True)
+
+
+def test_cli_reproduces_paper_table():
+    r = run_cli("--model_class", "41M", "--vocab_size", "32128", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["d_ff"] for row in rows] == [4779, 2048, 1138, 682, 409, 227, 97]
+    assert rows[1]["params_total"] == 41_290_496
+    assert set(rows[0]) == {"n_layer", "d_model", "n_head", "d_ff", "d_ff/d_model", "params_total",
+                            "params_non_embedding", "forward_flops_per_token"}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model_class", "99M"], "unknown --model_class"),
+    (["--depths", "0"], "depth 0 is impossible"),
+    (["--model_class", "tiny", "--depths", "9"], "allowed depths are 1 to 7"),
+    (["--depths", "1,,x"], "comma-separated integers"),
+])
+def test_cli_bad_input(args, needle):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_classes_have_head_size_64():
+    for name, (d, *_rest) in MODEL_CLASSES.items():
+        if d >= 512:
+            assert config_for(name, 2).n_head == d // 64
