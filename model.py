@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common import fail
+
 GPT2_VOCAB = 50257
 
 
@@ -397,12 +399,6 @@ def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", conte
                      "params_non_embedding": c["non_embedding"],
                      "forward_flops_per_token": c["forward_flops_per_token"]})
     return rows
-
-
-def fail(msg):
-    """Bad input: one line on stderr, exit code 2, no traceback."""
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
 
 
 def parse_int_list(text, what):

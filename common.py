@@ -1,0 +1,138 @@
+"""Helpers shared by the scripts: errors, devices and precision, checkpoints, provenance."""
+import hashlib
+import os
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+CKPT_FORMAT = "nanodepth-1"
+
+
+class UserError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+
+def fail(msg):
+    """Bad input: one line on stderr naming what is wrong and what to do, exit code 2."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main_guard(main):
+    """Run main(); a UserError anywhere below becomes fail()'s one line instead of a traceback."""
+    try:
+        main()
+    except UserError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; the last checkpoint written is intact")
+
+
+# --- devices and precision --------------------------------------------------------------------
+
+def pick_device(name="auto"):
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_amx():
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def pick_dtype(name, device):
+    """'auto': bf16 where the hardware multiplies bf16 faster than fp32 (CUDA with bf16, CPUs
+    with AMX); fp32 elsewhere. On a CPU with only AVX512-BF16, bf16 matmuls measured slower than
+    fp32 (bench.py --matmul), so auto keeps fp32 there."""
+    if name == "auto":
+        dev = device.split(":")[0]
+        if dev == "cuda" and torch.cuda.is_bf16_supported():
+            return "bfloat16"
+        return "bfloat16" if dev == "cpu" and cpu_has_amx() else "float32"
+    if name not in ("float32", "bfloat16"):
+        raise UserError(f"unknown dtype {name!r}; choose auto, float32 or bfloat16")
+    return name
+
+
+def autocast(device, dtype):
+    """Mixed precision context: bf16 autocast, or nothing for fp32."""
+    if dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+def save_atomic(obj, path):
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, kind=None):
+    """Load a nanodepth checkpoint with weights_only=True; refuse corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holding code objects
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                        "use another file or start afresh with --overwrite") from None
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT or "model" not in ck:
+        raise UserError(f"{path} is not a nanodepth checkpoint (format {CKPT_FORMAT})")
+    if kind is not None and ck.get("kind") != kind:
+        raise UserError(f"{path} is a {ck.get('kind')} checkpoint, expected {kind}")
+    return ck
+
+
+def rng_state(generator=None):
+    s = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        s["data"] = generator.get_state()
+    return s
+
+
+def set_rng_state(s, generator=None):
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    if generator is not None:
+        generator.set_state(s["data"])
+
+
+# --- provenance -------------------------------------------------------------------------------
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_version():
+    """The git commit of this code, with '+dirty' when the tree has uncommitted changes."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

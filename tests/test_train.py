@@ -1,0 +1,186 @@
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+
+import train
+from common import UserError, load_checkpoint
+
+# small and fast: the tiny class's embedding dominates, so keep batches and steps few
+FAST = ["--model_class", "tiny", "--n_layer", "1", "--batch_size", "2", "--block_size", "32",
+        "--eval_iters", "1", "--warmup_iters", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """TinyStories sample from the mirror, prepared once into a temp folder."""
+    d = tmp_path_factory.mktemp("tinystories")
+    sys.path.insert(0, str(ROOT / "data"))
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("prep_ts", ROOT / "data" / "tinystories" / "prepare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    meta = mod.prepare(d)
+    assert meta["train_tokens"] > 400_000 and meta["sources"][0]["sha256"]
+    return d
+
+
+def cmd(*args):
+    return [sys.executable, str(ROOT / "train.py"), *FAST, *args]
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_prepared_memmap_roundtrips(corpus):
+    import tiktoken
+    ids = np.memmap(corpus / "val.bin", dtype=np.uint16, mode="r")
+    text = tiktoken.get_encoding("gpt2").decode(ids[:50].tolist())
+    assert text.startswith("Spot. Spot saw the shiny car")
+    assert (np.asarray(ids) == 50256).sum() == json.loads((corpus / "meta.json").read_text())["val_documents"]
+
+
+def test_resume_after_hard_kill_is_bitwise_exact(corpus, tmp_path):
+    n = 40
+    common = ["--data_dir", str(corpus), "--max_iters", str(n), "--eval_interval", str(n // 2)]
+    straight = tmp_path / "straight"
+    subprocess.run(cmd(*common, "--out_dir", str(straight)), check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen(cmd(*common, "--out_dir", str(killed)), stdout=subprocess.PIPE, text=True, env=env)
+    for line in p.stdout:
+        if line.startswith(f"step {n // 2}:"):
+            p.send_signal(signal.SIGKILL)  # a hard kill part-way through the second half
+            break
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert load_checkpoint(killed / "ckpt.pt")["step"] == n // 2
+    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(killed), "--resume"),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a, b = weights(straight / "ckpt.pt"), weights(killed / "ckpt.pt")
+    assert load_checkpoint(killed / "ckpt.pt")["step"] == n
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    log = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [n // 2, n]
+
+
+def test_refuses_to_clobber_and_rejects_foreign_checkpoints(corpus, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"not a checkpoint")
+    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "2"),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "ckpt.pt").read_bytes() == b"not a checkpoint"
+    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(out), "--resume"),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+    torch.save({"weights": torch.zeros(2)}, out / "ckpt.pt")  # a torch file, but not ours
+    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(out), "--resume"),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not a nanodepth checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", "nosuchcorpus"], "no prepared corpus"),
+    (["--n_layer", "9"], "deepest possible is 7"),
+    (["--model_class", "huge"], "unknown model class"),
+    (["--batch_size", "0"], "--batch_size must be at least 1"),
+])
+def test_bad_input(args, needle, tmp_path):
+    r = subprocess.run(cmd("--out_dir", str(tmp_path / "o"), *args), capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_missing_data_offline_says_how_to_fix(tmp_path, monkeypatch):
+    env = {**os.environ, "NANODEPTH_MIRROR": str(tmp_path / "empty_mirror")}
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "tinystories" / "prepare.py"),
+                        "--out_dir", str(tmp_path / "ts")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "NANODEPTH_MIRROR" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    real_forward = train.GPT.forward
+    calls = {"n": 0}
+
+    def poisoned(self, idx, targets=None, **kw):
+        y = real_forward(self, idx, targets=targets, **kw)
+        if targets is not None and self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                return y * float("nan")
+        return y
+
+    monkeypatch.setattr(train.GPT, "forward", poisoned)
+    with pytest.raises(UserError, match=r"at step 3; the last good checkpoint .* \(step 2\) is kept"):
+        train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "5",
+                    "--eval_interval", "2"])
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 2
+
+
+def test_snapshots_and_summary(corpus, tmp_path):
+    out = tmp_path / "snap"
+    s = train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "4",
+                    "--eval_interval", "4", "--snapshot_interval", "2"])
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step_0000002.pt", "step_0000004.pt"]
+    snap = load_checkpoint(out / "snapshots" / snaps[0])
+    assert snap["step"] == 2 and np.isfinite(snap["val_loss"])
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["seed"] == 0 and saved["code_version"] and saved["data"]["train_sha256"]
+    assert saved["val_ppl"] == pytest.approx(np.exp(s["val_loss"]))
+
+
+def test_two_processes_ddp(corpus, tmp_path):
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not on PATH")
+    out = tmp_path / "ddp"
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *FAST,
+                        "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "4",
+                        "--eval_interval", "2", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["step"] == 4
+    ck = load_checkpoint(out / "ckpt.pt")
+    assert ck["step"] == 4 and len(ck["rng"]) == 2
+    # each rank drew its own batches: their data generators have moved apart
+    assert not torch.equal(ck["rng"][0]["data"], ck["rng"][1]["data"])
+
+
+def test_c4_shard_parsing(tmp_path, monkeypatch):
+    """C4 shards are gzipped JSON lines; write two small ones into a mirror and prepare them."""
+    mirror = tmp_path / "mirror" / "c4"
+    mirror.mkdir(parents=True)
+    docs = [{"text": f"Document number {i}. The cat sat.", "url": "x", "timestamp": "t"} for i in range(5)]
+    for name in ("c4-train.00000-of-01024.json.gz", "c4-validation.00000-of-00008.json.gz"):
+        with gzip.open(mirror / name, "wt", encoding="utf-8") as f:
+            f.write("\n".join(json.dumps(d) for d in docs) + "\n")
+    env = {**os.environ, "NANODEPTH_MIRROR": str(tmp_path / "mirror")}
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "c4" / "prepare.py"), "--out_dir",
+                        str(tmp_path / "c4")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "c4" / "meta.json").read_text())
+    assert meta["train_documents"] == 5 and meta["val_documents"] == 5
+    with gzip.open(mirror / "c4-validation.00000-of-00008.json.gz", "wt") as f:
+        f.write('{"text": "fine"}\nnot json\n')
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "c4" / "prepare.py"), "--out_dir",
+                        str(tmp_path / "c4b")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "line 2" in r.stderr

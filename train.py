@@ -1,0 +1,349 @@
+"""
+Pretrain a causal language model of one depth in a size class (model.py matches its parameters).
+
+    python train.py --n_layer 4                       # tiny class on TinyStories, CPU-sized
+    python train.py --model_class 41M --n_layer 4 --dataset c4 --block_size 1024
+    torchrun --standalone --nproc_per_node=2 train.py --n_layer 4   # DDP across processes
+
+Writes out_dir/ckpt.pt (atomic, resumable with --resume), out_dir/snapshots/ (every
+--snapshot_interval steps, for the perplexity-matched control), out_dir/log.jsonl (every eval)
+and out_dir/summary.json.
+"""
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, load_checkpoint, main_guard,
+                    pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
+from model import GPT, GPTConfig, MODEL_CLASSES, config_for, count_params
+
+PREPARABLE = ("tinystories", "tinyshakespeare", "c4")
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
+                     "compile", "quiet", "learning_rate", "min_lr", "grad_clip", "dtype")
+
+
+def explicit_flags(argv):
+    """Names of the flags given on the command line (not left at their defaults)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return {a[2:].split("=")[0] for a in argv if a.startswith("--")}
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    # model
+    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
+    a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
+    a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
+    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
+    # data
+    a("--dataset", default="tinystories", help="corpus under data/: tinystories, tinyshakespeare, c4, "
+      "or a name prepared with data/text/prepare.py")
+    a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
+    a("--block_size", type=int, default=256, help="context length in tokens")
+    a("--batch_size", type=int, default=8, help="sequences per micro-batch (per process)")
+    a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
+    # optimisation
+    a("--max_iters", type=int, default=2000, help="optimizer steps")
+    a("--learning_rate", type=float, default=2e-3, help="peak learning rate")
+    a("--min_lr", type=float, default=2e-4, help="learning rate at the end of the cosine decay")
+    a("--warmup_iters", type=int, default=100, help="linear warmup steps")
+    a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
+    a("--beta1", type=float, default=0.9, help="AdamW beta1")
+    a("--beta2", type=float, default=0.95, help="AdamW beta2")
+    a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")
+    a("--seed", type=int, default=0, help="seed for initialisation and data order")
+    # evaluation, logging, checkpoints
+    a("--eval_interval", type=int, default=200, help="steps between validation evals and checkpoints")
+    a("--eval_iters", type=int, default=20, help="validation batches per eval (fixed windows)")
+    a("--snapshot_interval", type=int, default=0, help="keep a weights snapshot every K steps (0: off)")
+    a("--out_dir", default="out", help="where checkpoints and logs go")
+    a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
+    a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
+    # hardware
+    a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    a("--dtype", default="auto", help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
+    a("--compile", action="store_true", help="torch.compile the model")
+    a("--loss_chunk", type=int, default=1024, help="tokens per chunk of the output head + loss (0: plain)")
+    a("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def prepare_corpus(name, data_dir):
+    """Prepare a known corpus on first use, through its own data/<name>/prepare.py."""
+    script = ROOT / "data" / name / "prepare.py"
+    spec = importlib.util.spec_from_file_location(f"prepare_{name}", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    print(f"{name} is not prepared yet; preparing it with {script.relative_to(ROOT)}")
+    mod.prepare(data_dir)
+
+
+def load_corpus(args):
+    data_dir = Path(args.data_dir) if args.data_dir else ROOT / "data" / args.dataset
+    if not (data_dir / "train.bin").is_file():
+        if args.data_dir or args.dataset not in PREPARABLE:
+            raise UserError(f"no prepared corpus at {data_dir}; choose --dataset from "
+                            f"{', '.join(PREPARABLE)}, or prepare your own with "
+                            f"data/text/prepare.py --name {args.dataset} --train FILE --val FILE")
+        prepare_corpus(args.dataset, data_dir)
+    meta = json.loads((data_dir / "meta.json").read_text()) if (data_dir / "meta.json").is_file() else {}
+    train = np.memmap(data_dir / "train.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(data_dir / "val.bin", dtype=np.uint16, mode="r")
+    for split, arr in (("train", train), ("val", val)):
+        if len(arr) <= args.block_size + 1:
+            raise UserError(f"{data_dir}/{split}.bin has {len(arr)} tokens, fewer than --block_size + 2")
+    return train, val, meta
+
+
+def get_batch(data, batch_size, block_size, gen, rank=0, world=1):
+    """Random windows from this process's share of the tokens (DDP: one contiguous part each)."""
+    part = len(data) // world
+    lo = rank * part
+    ix = torch.randint(part - block_size - 1, (batch_size,), generator=gen) + lo
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
+    return x, y
+
+
+def eval_windows(data, block_size, n):
+    """The same n non-overlapping windows every eval, so losses are comparable across steps and depths."""
+    n = min(n, (len(data) - 1) // block_size)
+    starts = np.linspace(0, len(data) - block_size - 1, n).astype(np.int64)
+    x = np.stack([data[s:s + block_size] for s in starts]).astype(np.int64)
+    y = np.stack([data[s + 1:s + 1 + block_size] for s in starts]).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@torch.no_grad()
+def evaluate_loss(model, x, y, batch_size, device, dtype):
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        with autocast(device, dtype):
+            total += model(x[i:i + batch_size].to(device), targets=y[i:i + batch_size].to(device)).item() \
+                * len(x[i:i + batch_size])
+    model.train(was_training)
+    return total / len(x)
+
+
+# --- optimisation -------------------------------------------------------------------------------
+
+def lr_at(it, args):
+    """Linear warmup, then cosine decay to min_lr at max_iters."""
+    if it < args.warmup_iters:
+        return args.learning_rate * (it + 1) / args.warmup_iters
+    frac = min(1.0, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters))
+    return args.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (args.learning_rate - args.min_lr)
+
+
+def make_optimizer(model, args, device):
+    """AdamW; matrices and embeddings decay, norms and biases do not. Fused on CUDA, foreach on CPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fast = {"fused": True} if device.startswith("cuda") else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.beta1, args.beta2), **fast)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def check_args(args):
+    for name in ("n_layer", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
+                 "eval_interval", "eval_iters"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; choose one")
+
+
+def build_config(args):
+    try:
+        return config_for(args.model_class, args.n_layer, block=args.block, pos=args.pos,
+                          block_size=args.block_size, dropout=args.dropout, loss_chunk=args.loss_chunk)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def main(argv=None):
+    args = get_args(argv)
+    check_args(args)
+    # processes: torchrun sets RANK and WORLD_SIZE
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    device = pick_device(args.device)
+    if ddp:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.startswith("cuda"):
+            device = f"cuda:{local}"
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    master = rank == 0
+    dtype = pick_dtype(args.dtype, device)
+
+    out = Path(args.out_dir)
+    ckpt_path = out / "ckpt.pt"
+    resume = None
+    if args.resume:
+        resume = load_checkpoint(ckpt_path, kind="pretrain")
+        # the run continues with the settings it was started with, except these when given
+        given = explicit_flags(argv)
+        keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in given or k in ("resume", "overwrite")}
+        vars(args).update({**resume["run_config"], **keep})
+    elif ckpt_path.exists() and not args.overwrite:
+        raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
+    cfg = GPTConfig(**resume["model_config"]) if resume else build_config(args)
+    train_data, val_data, meta = load_corpus(args)
+
+    torch.manual_seed(args.seed)
+    model = GPT(cfg).to(device)
+    optimizer = make_optimizer(model, args, device)
+    gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
+    step, best = 0, float("inf")
+    if resume:
+        try:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"{ckpt_path} does not fit this model ({str(e).splitlines()[0]})") from None
+        step, best = resume["step"], resume.get("best_val_loss", best)
+        set_rng_state(resume["rng"][rank] if rank < len(resume["rng"]) else resume["rng"][0], gen)
+    train_model = torch.compile(model) if args.compile else model
+    if ddp:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device] if device.startswith("cuda") else None)
+
+    counts = count_params(cfg, args.block_size)
+    run_info = {"run_config": vars(args), "model_config": asdict(cfg), "params": counts, "seed": args.seed,
+                "code_version": code_version(), "data": {"name": args.dataset,
+                                                         "train_sha256": meta.get("train_sha256"),
+                                                         "val_sha256": meta.get("val_sha256")},
+                "device": device, "dtype": dtype, "world_size": world}
+    if master:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and (out / "log.jsonl").exists():
+            (out / "log.jsonl").unlink()
+        print(f"{args.model_class} n_layer={cfg.n_layer} d_model={cfg.d_model} d_ff={cfg.d_ff} "
+              f"params={counts['total']:,} (non-embedding {counts['non_embedding']:,}) "
+              f"device={device} dtype={dtype}" + (f" processes={world}" if ddp else ""), flush=True)
+    vx, vy = eval_windows(val_data, args.block_size, args.eval_iters * args.batch_size)
+    tokens_per_step = args.batch_size * args.block_size * args.gradient_accumulation_steps * world
+
+    def save(step, val_loss):
+        ck = {"format": CKPT_FORMAT, "kind": "pretrain", "model_config": asdict(cfg),
+              "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+              "rng": gathered_rng(), "run_config": vars(args), "best_val_loss": best,
+              "val_loss": val_loss, "code_version": run_info["code_version"], "data": run_info["data"]}
+        if master:
+            save_atomic(ck, ckpt_path)
+
+    def gathered_rng():
+        state = rng_state(gen)
+        if not ddp:
+            return [state]
+        states = [None] * world
+        torch.distributed.all_gather_object(states, state)
+        return states
+
+    def log_eval(step, train_loss, elapsed):
+        nonlocal best
+        val_loss = evaluate_loss(model, vx, vy, args.batch_size, device, dtype)
+        best = min(best, val_loss)
+        rec = {"step": step, "train_loss": train_loss, "val_loss": val_loss, "val_ppl": math.exp(val_loss),
+               "lr": lr_at(max(step - 1, 0), args), "tokens": step * tokens_per_step, "elapsed_s": elapsed}
+        if master:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        return val_loss
+
+    model.train()
+    t0 = time.time()
+    bar = tqdm(total=args.max_iters, initial=step, disable=args.quiet or not master, unit="step",
+               dynamic_ncols=True)
+    train_loss, tok_s, last_val = float("nan"), 0.0, None
+    t_window, n_window = time.time(), 0
+    while step < args.max_iters:
+        lr = lr_at(step, args)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(args.gradient_accumulation_steps):
+            x, y = get_batch(train_data, args.batch_size, args.block_size, gen, rank, world)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = not ddp or micro == args.gradient_accumulation_steps - 1
+            ctx = nullcontext() if sync else train_model.no_sync()  # all-reduce once per step
+            with ctx, autocast(device, dtype):
+                loss = train_model(x, targets=y) / args.gradient_accumulation_steps
+            loss.backward()
+            loss_sum += loss.item()
+        if not math.isfinite(loss_sum):
+            kept = f"the last good checkpoint {ckpt_path} (step {resume_step(ckpt_path)}) is kept" \
+                if ckpt_path.exists() else "no checkpoint had been written yet"
+            raise UserError(f"loss became {loss_sum} at step {step + 1}; {kept}; resume it with "
+                            "--resume and a lower --learning_rate (or --dtype float32)")
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        train_loss = loss_sum
+        n_window += 1
+        if time.time() - t_window > 2.0 or step == args.max_iters:
+            tok_s = n_window * tokens_per_step / (time.time() - t_window)
+            t_window, n_window = time.time(), 0
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
+                        val=f"{last_val:.3f}" if last_val is not None else "-")
+        if args.snapshot_interval and step % args.snapshot_interval == 0 or \
+                step % args.eval_interval == 0 or step == args.max_iters:
+            last_val = log_eval(step, train_loss, time.time() - t0)
+            if args.snapshot_interval and step % args.snapshot_interval == 0 and master:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_atomic({"format": CKPT_FORMAT, "kind": "pretrain", "model_config": asdict(cfg),
+                             "model": model.state_dict(), "step": step, "val_loss": last_val,
+                             "run_config": vars(args), "code_version": run_info["code_version"],
+                             "data": run_info["data"]}, out / "snapshots" / f"step_{step:07d}.pt")
+            if step % args.eval_interval == 0 or step == args.max_iters:
+                save(step, last_val)
+                if master:
+                    tqdm.write(f"step {step}: train loss {train_loss:.4f}, val loss {last_val:.4f}, "
+                               f"val ppl {math.exp(last_val):.2f}, saved {ckpt_path}")
+                    sys.stdout.flush()
+    bar.close()
+    elapsed = time.time() - t0
+    summary = {**run_info, "step": step, "val_loss": last_val,
+               "val_ppl": math.exp(last_val) if last_val is not None else None,
+               "best_val_loss": best, "train_seconds": elapsed, "tokens_per_s_last": tok_s}
+    if master:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if ddp:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def resume_step(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["step"]
+    except Exception:
+        return "?"
+
+
+if __name__ == "__main__":
+    main_guard(main)
