@@ -243,17 +243,33 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         loss = torch.zeros((), dtype=acc, device=h.device)
         grad_h = torch.empty_like(h) if need_grad else None
         grad_w = torch.zeros_like(w, dtype=acc) if need_grad else None
+        buf = None  # one logits buffer reused by every chunk: fresh 100 MB tensors cost page faults
         for s in range(0, h.size(0), chunk):
             hc, tc = h[s:s + chunk].to(dtype), targets[s:s + chunk]
-            logits = (hc @ wc.t()).to(acc)
-            lse = torch.logsumexp(logits, dim=-1)
-            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            if dtype == acc:
+                if buf is None:
+                    buf = torch.empty(min(chunk, h.size(0)), w.size(0), dtype=acc, device=h.device)
+                e = torch.mm(hc, wc.t(), out=buf[:len(tc)])
+            else:
+                e = (hc @ wc.t()).to(acc)
+            rows = torch.arange(len(tc), device=h.device)
+            target_logit = e[rows, tc]
+            # softmax as in-place passes over the chunk; exp(x - max) never overflows
+            m = e.amax(dim=-1, keepdim=True)
+            e.sub_(m).exp_()
+            z = e.sum(dim=-1, keepdim=True)
+            loss += (m.squeeze(1) + z.log().squeeze(1) - target_logit).sum()
             if need_grad:
-                p = logits.sub_(lse[:, None]).exp_()           # softmax, in place
-                p[torch.arange(len(tc), device=p.device), tc] -= 1.0
-                p = p.div_(n).to(dtype)
-                grad_h[s:s + chunk] = (p @ wc).to(h.dtype)
-                grad_w += (p.t() @ hc).to(acc)
+                # d loss / d logits = (softmax - onehot) / n. The division by z and n and the
+                # onehot are applied to the small operands, never to the (chunk x vocab) tensor.
+                ec = e.to(dtype)
+                grad_h[s:s + chunk] = (((ec @ wc).to(acc) / z - wc[tc].to(acc)) / n).to(h.dtype)
+                hz = (hc.to(acc) / (z * n)).to(dtype)
+                if dtype == acc:
+                    grad_w.addmm_(ec.t(), hz)  # in place: no (vocab x d) temporary per chunk
+                else:
+                    grad_w += (ec.t() @ hz).to(acc)
+                grad_w.index_add_(0, tc, -hc.to(acc) / n)
         if need_grad:
             ctx.save_for_backward(grad_h, grad_w.to(w.dtype))
         return loss / n
@@ -358,10 +374,12 @@ class GPT(nn.Module):
             return ChunkedCrossEntropy.apply(h, w, t, self.config.loss_chunk, dtype)
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True):
-        """Greedy decoding of a batch of left-padded prompts. Each row stops at its own eos_id.
-        Returns a list of token lists (eos excluded). use_cache=False re-reads the whole
-        sequence every step: slow, and the reference that the cached path must equal."""
+    def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,
+                 top_k=None, generator=None):
+        """Decode a batch of left-padded prompts; greedy unless temperature > 0 (then sampled,
+        from the top_k tokens if given). Each row stops at its own eos_id. Returns a list of
+        token lists (eos excluded). use_cache=False re-reads the whole sequence every step:
+        slow, and the reference that the cached path must equal."""
         B = idx.size(0)
         valid = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid.bool()
         max_new_tokens = min(max_new_tokens, self.config.block_size - idx.size(1))
@@ -371,7 +389,14 @@ class GPT(nn.Module):
         seq, step_in = idx, idx
         for t in range(max_new_tokens):
             logits = self(step_in if use_cache else seq, valid=valid, cache=cache)[:, -1]
-            nxt = logits.argmax(-1)
+            if temperature > 0:
+                logits = logits.float() / temperature
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+            else:
+                nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
             out[:, t] = nxt
             done |= nxt == eos_id

@@ -30,7 +30,7 @@ from model import GPT, GPTConfig, MODEL_CLASSES, config_for, count_params
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4")
 RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
-                     "compile", "quiet", "learning_rate", "min_lr", "grad_clip", "dtype")
+                     "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
 
 
 def explicit_flags(argv):
@@ -57,6 +57,8 @@ def get_args(argv=None):
     a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
     # optimisation
     a("--max_iters", type=int, default=2000, help="optimizer steps")
+    a("--max_minutes", type=float, default=0, help="stop after this much training time, the learning rate "
+      "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
     a("--learning_rate", type=float, default=2e-3, help="peak learning rate")
     a("--min_lr", type=float, default=2e-4, help="learning rate at the end of the cosine decay")
     a("--warmup_iters", type=int, default=100, help="linear warmup steps")
@@ -144,11 +146,12 @@ def evaluate_loss(model, x, y, batch_size, device, dtype):
 
 # --- optimisation -------------------------------------------------------------------------------
 
-def lr_at(it, args):
-    """Linear warmup, then cosine decay to min_lr at max_iters."""
+def lr_at(it, args, time_frac=0.0):
+    """Linear warmup, then cosine decay to min_lr at max_iters (or at the end of --max_minutes,
+    whichever comes first)."""
     if it < args.warmup_iters:
         return args.learning_rate * (it + 1) / args.warmup_iters
-    frac = min(1.0, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters))
+    frac = min(1.0, max(time_frac, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters)))
     return args.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (args.learning_rate - args.min_lr)
 
 
@@ -278,8 +281,12 @@ def main(argv=None):
                dynamic_ncols=True)
     train_loss, tok_s, last_val = float("nan"), 0.0, None
     t_window, n_window = time.time(), 0
+    budget_s = args.max_minutes * 60
     while step < args.max_iters:
-        lr = lr_at(step, args)
+        time_frac = (time.time() - t0) / budget_s if budget_s else 0.0
+        if time_frac >= 1.0:
+            break
+        lr = lr_at(step, args, time_frac)
         for g in optimizer.param_groups:
             g["lr"] = lr
         loss_sum = 0.0
@@ -310,8 +317,8 @@ def main(argv=None):
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
                         val=f"{last_val:.3f}" if last_val is not None else "-")
-        if args.snapshot_interval and step % args.snapshot_interval == 0 or \
-                step % args.eval_interval == 0 or step == args.max_iters:
+        last = step == args.max_iters or (budget_s and time.time() - t0 >= budget_s)
+        if args.snapshot_interval and step % args.snapshot_interval == 0 or step % args.eval_interval == 0 or last:
             last_val = log_eval(step, train_loss, time.time() - t0)
             if args.snapshot_interval and step % args.snapshot_interval == 0 and master:
                 (out / "snapshots").mkdir(exist_ok=True)
@@ -319,7 +326,7 @@ def main(argv=None):
                              "model": model.state_dict(), "step": step, "val_loss": last_val,
                              "run_config": vars(args), "code_version": run_info["code_version"],
                              "data": run_info["data"]}, out / "snapshots" / f"step_{step:07d}.pt")
-            if step % args.eval_interval == 0 or step == args.max_iters:
+            if step % args.eval_interval == 0 or last:
                 save(step, last_val)
                 if master:
                     tqdm.write(f"step {step}: train loss {train_loss:.4f}, val loss {last_val:.4f}, "

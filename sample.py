@@ -1,0 +1,55 @@
+"""
+Sample text from a pretrained checkpoint, to see what the model learned.
+
+    python sample.py --out_dir out --prompt "Once upon a time" --num_samples 3
+"""
+import argparse
+from pathlib import Path
+
+import torch
+
+from common import UserError, autocast, load_checkpoint, main_guard, pick_device, pick_dtype
+from model import GPT, GPTConfig
+
+
+def load_model(path, device="cpu"):
+    """A GPT from any nanodepth checkpoint (pretrain, snapshot or fine-tune), in eval mode."""
+    ck = load_checkpoint(path)
+    model = GPT(GPTConfig(**ck["model_config"]))
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), ck
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", default="out", help="run folder holding ckpt.pt")
+    p.add_argument("--ckpt", default="", help="a checkpoint file (overrides --out_dir)")
+    p.add_argument("--prompt", default="Once upon a time", help="text to continue")
+    p.add_argument("--num_samples", type=int, default=3, help="how many continuations")
+    p.add_argument("--max_new_tokens", type=int, default=100, help="tokens per continuation")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy; higher is more random")
+    p.add_argument("--top_k", type=int, default=200, help="sample from the k likeliest tokens (0: all)")
+    p.add_argument("--seed", type=int, default=1337, help="sampling seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
+    a = p.parse_args(argv)
+    import tiktoken
+    enc = tiktoken.get_encoding("gpt2")
+    device = pick_device(a.device)
+    dtype = pick_dtype(a.dtype, device)
+    model, _ = load_model(Path(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", device)
+    ids = enc.encode(a.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    if len(ids) >= model.config.block_size:
+        raise UserError(f"the prompt is {len(ids)} tokens; the model's context is {model.config.block_size}")
+    gen = torch.Generator(device=device).manual_seed(a.seed)
+    x = torch.tensor([ids] * a.num_samples, device=device)
+    with autocast(device, dtype):
+        outs = model.generate(x, a.max_new_tokens, eos_id=enc.eot_token, temperature=a.temperature,
+                              top_k=a.top_k or None, generator=gen)
+    for o in outs:
+        print(a.prompt + enc.decode(o))
+        print("-" * 40)
+
+
+if __name__ == "__main__":
+    main_guard(main)
