@@ -72,6 +72,24 @@ def autocast(device, dtype):
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
 
 
+# --- tokenizer ----------------------------------------------------------------------------------
+
+_ENCODER = None
+
+
+def gpt2_encoder():
+    """tiktoken's GPT-2 BPE; offline it needs TIKTOKEN_CACHE_DIR pointing at a copy of its files."""
+    global _ENCODER
+    if _ENCODER is None:
+        import tiktoken
+        try:
+            _ENCODER = tiktoken.get_encoding("gpt2")
+        except Exception as e:  # tiktoken raises requests' errors when it cannot fetch its files
+            raise UserError(f"tiktoken could not load the GPT-2 vocabulary ({type(e).__name__}); offline, "
+                            "set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's GPT-2 files") from None
+    return _ENCODER
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 def save_atomic(obj, path):

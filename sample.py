@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from common import UserError, autocast, load_checkpoint, main_guard, pick_device, pick_dtype
+from common import UserError, autocast, gpt2_encoder, load_checkpoint, main_guard, pick_device, pick_dtype
 from model import GPT, GPTConfig
 
 
@@ -33,8 +33,7 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
     a = p.parse_args(argv)
-    import tiktoken
-    enc = tiktoken.get_encoding("gpt2")
+    enc = gpt2_encoder()
     device = pick_device(a.device)
     dtype = pick_dtype(a.dtype, device)
     model, _ = load_model(Path(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", device)

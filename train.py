@@ -132,15 +132,13 @@ def eval_windows(data, block_size, n):
 
 
 @torch.no_grad()
-def evaluate_loss(model, x, y, batch_size, device, dtype):
-    was_training = model.training
-    model.eval()
+def evaluate_loss(model, x, y, batch_size):
+    """Mean loss over fixed windows (the caller sets eval mode and precision)."""
+    device = next(model.parameters()).device
     total = 0.0
     for i in range(0, len(x), batch_size):
-        with autocast(device, dtype):
-            total += model(x[i:i + batch_size].to(device), targets=y[i:i + batch_size].to(device)).item() \
-                * len(x[i:i + batch_size])
-    model.train(was_training)
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        total += model(xb, targets=yb).item() * len(xb)
     return total / len(x)
 
 
@@ -184,38 +182,56 @@ def build_config(args):
         raise UserError(str(e)) from None
 
 
-def main(argv=None):
-    args = get_args(argv)
-    check_args(args)
-    # processes: torchrun sets RANK and WORLD_SIZE
+class Job:
+    """What a kind of training supplies to fit(): made once the run's settings are final.
+    config: GPTConfig for a fresh run; init(model): load starting weights (fresh runs only);
+    batch(gen, rank, world) -> (x, y) with y = -1 where no loss; evaluate(model) -> dict with
+    val_loss; data: provenance (name and sha256) for every result file."""
+
+    def __init__(self, config, batch, evaluate, data, init=None, describe=""):
+        self.config, self.batch, self.evaluate, self.data = config, batch, evaluate, data
+        self.init, self.describe = init, describe
+
+
+def setup_processes(args):
+    """Rank, world size and device; torchrun sets RANK and WORLD_SIZE."""
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
     device = pick_device(args.device)
     if ddp:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
         if device.startswith("cuda"):
-            device = f"cuda:{local}"
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
             torch.cuda.set_device(device)
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    master = rank == 0
-    dtype = pick_dtype(args.dtype, device)
+    return rank, world, device
 
+
+def fit(args, argv, kind, make_job):
+    """The training loop shared by pretraining and fine-tuning: checkpoints, exact resume,
+    snapshots, evals, NaN guard, DDP. make_job(args, rank, world) -> Job."""
+    check_args(args)
     out = Path(args.out_dir)
     ckpt_path = out / "ckpt.pt"
     resume = None
     if args.resume:
-        resume = load_checkpoint(ckpt_path, kind="pretrain")
+        resume = load_checkpoint(ckpt_path, kind=kind)
         # the run continues with the settings it was started with, except these when given
         given = explicit_flags(argv)
         keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in given or k in ("resume", "overwrite")}
         vars(args).update({**resume["run_config"], **keep})
     elif ckpt_path.exists() and not args.overwrite:
         raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
-    cfg = GPTConfig(**resume["model_config"]) if resume else build_config(args)
-    train_data, val_data, meta = load_corpus(args)
+    rank, world, device = setup_processes(args)
+    ddp, master = world > 1, rank == 0
+    dtype = pick_dtype(args.dtype, device)
+    job = make_job(args, rank, world)
+    cfg = GPTConfig(**resume["model_config"]) if resume else job.config
 
     torch.manual_seed(args.seed)
-    model = GPT(cfg).to(device)
+    model = GPT(cfg)
+    if job.init and not resume:
+        job.init(model)
+    model.to(device)
     optimizer = make_optimizer(model, args, device)
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     step, best = 0, float("inf")
@@ -232,29 +248,17 @@ def main(argv=None):
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device] if device.startswith("cuda") else None)
 
-    counts = count_params(cfg, args.block_size)
-    run_info = {"run_config": vars(args), "model_config": asdict(cfg), "params": counts, "seed": args.seed,
-                "code_version": code_version(), "data": {"name": args.dataset,
-                                                         "train_sha256": meta.get("train_sha256"),
-                                                         "val_sha256": meta.get("val_sha256")},
-                "device": device, "dtype": dtype, "world_size": world}
+    counts = count_params(cfg, cfg.block_size)
+    run_info = {"kind": kind, "run_config": vars(args), "model_config": asdict(cfg), "params": counts,
+                "seed": args.seed, "code_version": code_version(), "data": job.data, "device": device,
+                "dtype": dtype, "world_size": world}
     if master:
         out.mkdir(parents=True, exist_ok=True)
         if not resume and (out / "log.jsonl").exists():
             (out / "log.jsonl").unlink()
-        print(f"{args.model_class} n_layer={cfg.n_layer} d_model={cfg.d_model} d_ff={cfg.d_ff} "
+        print(f"{job.describe}n_layer={cfg.n_layer} d_model={cfg.d_model} d_ff={cfg.d_ff} "
               f"params={counts['total']:,} (non-embedding {counts['non_embedding']:,}) "
               f"device={device} dtype={dtype}" + (f" processes={world}" if ddp else ""), flush=True)
-    vx, vy = eval_windows(val_data, args.block_size, args.eval_iters * args.batch_size)
-    tokens_per_step = args.batch_size * args.block_size * args.gradient_accumulation_steps * world
-
-    def save(step, val_loss):
-        ck = {"format": CKPT_FORMAT, "kind": "pretrain", "model_config": asdict(cfg),
-              "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-              "rng": gathered_rng(), "run_config": vars(args), "best_val_loss": best,
-              "val_loss": val_loss, "code_version": run_info["code_version"], "data": run_info["data"]}
-        if master:
-            save_atomic(ck, ckpt_path)
 
     def gathered_rng():
         state = rng_state(gen)
@@ -264,24 +268,37 @@ def main(argv=None):
         torch.distributed.all_gather_object(states, state)
         return states
 
-    def log_eval(step, train_loss, elapsed):
+    def checkpoint(step, metrics, full=True):
+        ck = {"format": CKPT_FORMAT, "kind": kind, "model_config": asdict(cfg), "model": model.state_dict(),
+              "step": step, "val_loss": metrics["val_loss"], "metrics": metrics, "run_config": vars(args),
+              "code_version": run_info["code_version"], "data": job.data}
+        if full:  # what resuming needs; snapshots keep the weights only
+            ck.update(optimizer=optimizer.state_dict(), rng=gathered_rng(), best_val_loss=best)
+        return ck
+
+    def run_eval(step, train_loss, elapsed):
         nonlocal best
-        val_loss = evaluate_loss(model, vx, vy, args.batch_size, device, dtype)
-        best = min(best, val_loss)
-        rec = {"step": step, "train_loss": train_loss, "val_loss": val_loss, "val_ppl": math.exp(val_loss),
-               "lr": lr_at(max(step - 1, 0), args), "tokens": step * tokens_per_step, "elapsed_s": elapsed}
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast(device, dtype):
+            metrics = job.evaluate(model)
+        model.train(was_training)
+        best = min(best, metrics["val_loss"])
+        rec = {"step": step, "train_loss": train_loss, **metrics, "val_ppl": math.exp(metrics["val_loss"]),
+               "lr": lr_at(max(step - 1, 0), args), "tokens": tokens_seen, "elapsed_s": elapsed}
         if master:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        return val_loss
+        return metrics
 
     model.train()
     t0 = time.time()
+    budget_s = args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=step, disable=args.quiet or not master, unit="step",
                dynamic_ncols=True)
-    train_loss, tok_s, last_val = float("nan"), 0.0, None
-    t_window, n_window = time.time(), 0
-    budget_s = args.max_minutes * 60
+    train_loss, tok_s, metrics = float("nan"), 0.0, None
+    tokens_seen = resume.get("tokens", 0) if resume else 0
+    t_window, tok_window = time.time(), 0
     while step < args.max_iters:
         time_frac = (time.time() - t0) / budget_s if budget_s else 0.0
         if time_frac >= 1.0:
@@ -291,7 +308,7 @@ def main(argv=None):
             g["lr"] = lr
         loss_sum = 0.0
         for micro in range(args.gradient_accumulation_steps):
-            x, y = get_batch(train_data, args.batch_size, args.block_size, gen, rank, world)
+            x, y = job.batch(gen, rank, world)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = not ddp or micro == args.gradient_accumulation_steps - 1
             ctx = nullcontext() if sync else train_model.no_sync()  # all-reduce once per step
@@ -299,6 +316,7 @@ def main(argv=None):
                 loss = train_model(x, targets=y) / args.gradient_accumulation_steps
             loss.backward()
             loss_sum += loss.item()
+            tok_window += x.numel() * world
         if not math.isfinite(loss_sum):
             kept = f"the last good checkpoint {ckpt_path} (step {resume_step(ckpt_path)}) is kept" \
                 if ckpt_path.exists() else "no checkpoint had been written yet"
@@ -310,39 +328,54 @@ def main(argv=None):
         optimizer.zero_grad(set_to_none=True)
         step += 1
         train_loss = loss_sum
-        n_window += 1
         if time.time() - t_window > 2.0 or step == args.max_iters:
-            tok_s = n_window * tokens_per_step / (time.time() - t_window)
-            t_window, n_window = time.time(), 0
+            tok_s = tok_window / (time.time() - t_window)
+            tokens_seen += tok_window
+            t_window, tok_window = time.time(), 0
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
-                        val=f"{last_val:.3f}" if last_val is not None else "-")
+                        val=f"{metrics['val_loss']:.3f}" if metrics else "-")
         last = step == args.max_iters or (budget_s and time.time() - t0 >= budget_s)
-        if args.snapshot_interval and step % args.snapshot_interval == 0 or step % args.eval_interval == 0 or last:
-            last_val = log_eval(step, train_loss, time.time() - t0)
-            if args.snapshot_interval and step % args.snapshot_interval == 0 and master:
+        snap = args.snapshot_interval and step % args.snapshot_interval == 0
+        if snap or step % args.eval_interval == 0 or last:
+            metrics = run_eval(step, train_loss, time.time() - t0)
+            if snap and master:
                 (out / "snapshots").mkdir(exist_ok=True)
-                save_atomic({"format": CKPT_FORMAT, "kind": "pretrain", "model_config": asdict(cfg),
-                             "model": model.state_dict(), "step": step, "val_loss": last_val,
-                             "run_config": vars(args), "code_version": run_info["code_version"],
-                             "data": run_info["data"]}, out / "snapshots" / f"step_{step:07d}.pt")
+                save_atomic(checkpoint(step, metrics, full=False), out / "snapshots" / f"step_{step:07d}.pt")
             if step % args.eval_interval == 0 or last:
-                save(step, last_val)
+                ck = checkpoint(step, metrics)
                 if master:
-                    tqdm.write(f"step {step}: train loss {train_loss:.4f}, val loss {last_val:.4f}, "
-                               f"val ppl {math.exp(last_val):.2f}, saved {ckpt_path}")
+                    save_atomic(ck, ckpt_path)
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+                    tqdm.write(f"step {step}: train loss {train_loss:.4f}, {shown}, saved {ckpt_path}")
                     sys.stdout.flush()
     bar.close()
-    elapsed = time.time() - t0
-    summary = {**run_info, "step": step, "val_loss": last_val,
-               "val_ppl": math.exp(last_val) if last_val is not None else None,
-               "best_val_loss": best, "train_seconds": elapsed, "tokens_per_s_last": tok_s}
+    summary = {**run_info, "step": step, **(metrics or {}),
+               "val_ppl": math.exp(metrics["val_loss"]) if metrics else None,
+               "best_val_loss": best, "train_seconds": time.time() - t0, "tokens_per_s_last": tok_s}
     if master:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if ddp:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
+
+
+def main(argv=None):
+    args = get_args(argv)
+
+    def make_job(args, rank, world):
+        train_data, val_data, meta = load_corpus(args)
+        vx, vy = eval_windows(val_data, args.block_size, args.eval_iters * args.batch_size)
+        return Job(config=build_config(args) if not args.resume else None,
+                   batch=lambda gen, rank, world: get_batch(train_data, args.batch_size, args.block_size,
+                                                            gen, rank, world),
+                   evaluate=lambda model: {"val_loss": evaluate_loss(model, vx, vy, args.batch_size)},
+                   data={"name": args.dataset, "train_sha256": meta.get("train_sha256"),
+                         "val_sha256": meta.get("val_sha256")},
+                   describe=f"{args.model_class} ")
+
+    return fit(args, argv, "pretrain", make_job)
 
 
 def resume_step(path):

@@ -13,7 +13,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from common import UserError, code_version, main_guard  # noqa: E402,F401
+from common import UserError, code_version, gpt2_encoder, main_guard  # noqa: E402,F401
 
 DATA = ROOT / "data"
 
@@ -95,14 +95,9 @@ def split_docs(text):
     return [p.strip() for p in parts if p.strip()]
 
 
-def encoder():
-    import tiktoken
-    return tiktoken.get_encoding("gpt2")
-
-
 def tokenize(docs, batch=4096):
     """GPT-2 BPE ids as uint16, an end-of-text token after each document."""
-    enc = encoder()
+    enc = gpt2_encoder()
     out = []
     for i in tqdm(range(0, len(docs), batch), desc="tokenizing", leave=False, unit="batch"):
         for ids in enc.encode_ordinary_batch(docs[i:i + batch], num_threads=os.cpu_count() or 1):
