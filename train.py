@@ -39,47 +39,56 @@ def explicit_flags(argv):
     return {a[2:].split("=")[0] for a in argv if a.startswith("--")}
 
 
-def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_training_flags(p, **defaults):
+    """Flags of the shared training loop (fit); pretraining and fine-tuning pass their defaults."""
+    d = {"max_iters": 2000, "learning_rate": 2e-3, "min_lr": 2e-4, "warmup_iters": 100, "batch_size": 8,
+         "eval_interval": 200, "out_dir": "out", **defaults}
     a = p.add_argument
-    # model
-    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
-    a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
-    a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
-    a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
-    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
-    # data
-    a("--dataset", default="tinystories", help="corpus under data/: tinystories, tinyshakespeare, c4, "
-      "or a name prepared with data/text/prepare.py")
-    a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
-    a("--block_size", type=int, default=256, help="context length in tokens")
-    a("--batch_size", type=int, default=8, help="sequences per micro-batch (per process)")
+    a("--batch_size", type=int, default=d["batch_size"], help="sequences per micro-batch (per process)")
     a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
-    # optimisation
-    a("--max_iters", type=int, default=2000, help="optimizer steps")
+    a("--max_iters", type=int, default=d["max_iters"], help="optimizer steps")
     a("--max_minutes", type=float, default=0, help="stop after this much training time, the learning rate "
       "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
-    a("--learning_rate", type=float, default=2e-3, help="peak learning rate")
-    a("--min_lr", type=float, default=2e-4, help="learning rate at the end of the cosine decay")
-    a("--warmup_iters", type=int, default=100, help="linear warmup steps")
+    a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate")
+    a("--min_lr", type=float, default=d["min_lr"], help="learning rate at the end of the cosine decay")
+    a("--warmup_iters", type=int, default=d["warmup_iters"], help="linear warmup steps")
     a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
     a("--beta1", type=float, default=0.9, help="AdamW beta1")
     a("--beta2", type=float, default=0.95, help="AdamW beta2")
     a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")
     a("--seed", type=int, default=0, help="seed for initialisation and data order")
-    # evaluation, logging, checkpoints
-    a("--eval_interval", type=int, default=200, help="steps between validation evals and checkpoints")
-    a("--eval_iters", type=int, default=20, help="validation batches per eval (fixed windows)")
+    a("--eval_interval", type=int, default=d["eval_interval"], help="steps between evals and checkpoints")
     a("--snapshot_interval", type=int, default=0, help="keep a weights snapshot every K steps (0: off)")
-    a("--out_dir", default="out", help="where checkpoints and logs go")
+    a("--out_dir", default=d["out_dir"], help="where checkpoints and logs go")
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
-    # hardware
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     a("--dtype", default="auto", help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
     a("--compile", action="store_true", help="torch.compile the model")
-    a("--loss_chunk", type=int, default=1024, help="tokens per chunk of the output head + loss (0: plain)")
     a("--quiet", action="store_true", help="no progress bar")
+
+
+def add_model_flags(p):
+    """Flags that choose a fresh model of one depth in a size class."""
+    a = p.add_argument
+    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
+    a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
+    a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
+    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
+    a("--loss_chunk", type=int, default=1024, help="tokens per chunk of the output head + loss (0: plain)")
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_flags(p)
+    a = p.add_argument
+    a("--dataset", default="tinystories", help="corpus under data/: tinystories, tinyshakespeare, c4, "
+      "or a name prepared with data/text/prepare.py")
+    a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
+    a("--block_size", type=int, default=256, help="context length in tokens")
+    a("--eval_iters", type=int, default=20, help="validation batches per eval (fixed windows)")
+    add_training_flags(p)
     return p.parse_args(argv)
 
 
@@ -167,17 +176,18 @@ def make_optimizer(model, args, device):
 
 def check_args(args):
     for name in ("n_layer", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
-                 "eval_interval", "eval_iters"):
-        if getattr(args, name) < 1:
+                 "eval_interval", "eval_iters", "eval_examples"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
 
 
-def build_config(args):
+def build_config(args, block_size=None):
     try:
         return config_for(args.model_class, args.n_layer, block=args.block, pos=args.pos,
-                          block_size=args.block_size, dropout=args.dropout, loss_chunk=args.loss_chunk)
+                          block_size=block_size or args.block_size, dropout=args.dropout,
+                          loss_chunk=args.loss_chunk)
     except ValueError as e:
         raise UserError(str(e)) from None
 

@@ -133,3 +133,52 @@ def mirror_plain_text(name):
     if m is not None and (m / "train.txt").is_file() and (m / "valid.txt").is_file():
         return Source(name, "train.txt", None), Source(name, "valid.txt", None)
     return None
+
+
+# --- sequence-to-sequence tasks -------------------------------------------------------------------
+
+def tsv_fields(n):
+    """A parser for lines of exactly n tab-separated fields."""
+    def parse(line):
+        f = line.split("\t")
+        if len(f) != n:
+            raise ValueError(f"expected {n} tab-separated fields, found {len(f)}")
+        return f
+    return parse
+
+
+def prepare_pairs(task, files, parse, out_dir):
+    """files: {split: (mirror path, upstream URL, sha256)}. parse(line) -> [source, target, category]
+    or raises ValueError; a bad line stops everything with its file and line number.
+    Writes out_dir/<split>.tsv (source, target, category) and meta.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, counts = [], {}
+    for split, (name, url, sha) in files.items():
+        raw, rec = Source(task, name, url, sha).read_all()
+        rows = []
+        for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+            try:
+                src, tgt, cat = parse(line)
+            except ValueError as e:
+                raise UserError(f"{name} line {n}: {e}") from None
+            if not src.strip() or not tgt.strip():
+                raise UserError(f"{name} line {n}: empty source or target")
+            rows.append(f"{src}\t{tgt}\t{cat}\n")
+        tmp = out_dir / f"{split}.tsv.tmp"
+        tmp.write_text("".join(rows), encoding="utf-8")
+        os.replace(tmp, out_dir / f"{split}.tsv")
+        records.append({**rec, "split": split})
+        counts[split] = len(rows)
+    (out_dir / "meta.json").write_text(json.dumps({"name": task, "sources": records, "examples": counts,
+                                                   "code_version": code_version()}, indent=2) + "\n")
+    print(f"{task}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + f" -> {out_dir}")
+    return counts
+
+
+def task_main(doc, task, prepare):
+    """The command line every task's prepare.py shares."""
+    import argparse
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", default=str(DATA / task), help="where the split files go")
+    main_guard(lambda: prepare(p.parse_args().out_dir))

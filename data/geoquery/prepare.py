@@ -14,14 +14,13 @@ Line k of all.tsv is example id k; each split file lists ids per part.
 
     python data/geoquery/prepare.py        # writes data/geoquery/{all.tsv,standard/,template/,...}
 """
-import argparse
 import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, code_version, main_guard  # noqa: E402
+from fetch import DATA, Source, UserError, code_version, task_main  # noqa: E402
 
 RAW = {  # mirror file -> (upstream URL, sha256 of the verified copy)
     "raw/corpus.xml": ("https://raw.githubusercontent.com/rknaebel/grammar_induction/"
@@ -249,11 +248,5 @@ def prepare(out_dir=DATA / "geoquery"):
     return rows
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default=str(DATA / "geoquery"), help="where the TSV files go")
-    prepare(p.parse_args().out_dir)
-
-
 if __name__ == "__main__":
-    main_guard(main)
+    task_main(__doc__, "geoquery", prepare)

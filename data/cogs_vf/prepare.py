@@ -1,0 +1,26 @@
+"""COGS, variable-free logical forms (Qiu et al. 2022), as converted upstream in ReCOGS's
+variable_free/ folder: the same sentences and categories as COGS, nested-call targets.
+
+    python data/cogs_vf/prepare.py
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fetch import DATA, prepare_pairs, task_main, tsv_fields  # noqa: E402
+
+URL = "https://raw.githubusercontent.com/frankaging/ReCOGS/1b6eca8ff4dca5fd2fb284a7d470998af5083beb/variable_free/"
+FILES = {  # split: (file, sha256 of the upstream file at that commit)
+    "train": ("train.tsv", "0d8429b2db4c9fd216ce2a80ca6ee20861f331f9d4ce6086b565dcbde7c2791d"),
+    "dev": ("dev.tsv", "8fe6a76e2a3b0ebf26aff1e899076956c16f87396374a729dad439669b05b429"),
+    "test": ("test.tsv", "b312353b6f40fcd870dc2c75b70da8ea25bf32134884e9da2c9c98306e17b9d1"),
+    "gen": ("gen.tsv", "ce0be5c1e70139301b7cc77e6b94e7b23af0ae3db921ce935d2524fe68070159"),
+}
+
+
+def prepare(out_dir=DATA / "cogs_vf"):
+    return prepare_pairs("cogs_vf", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, tsv_fields(3), out_dir)
+
+
+if __name__ == "__main__":
+    task_main(__doc__, "cogs_vf", prepare)

@@ -1,0 +1,141 @@
+"""
+Score a checkpoint.
+
+Exact match (greedy decoding with the KV cache, batched) on a task's splits, with per-category
+tables (COGS: the 21 generalization categories and their lexical / structural aggregates):
+
+    python evaluate.py --ckpt out-finetune/ckpt.pt --task cogs               # test and gen
+    python evaluate.py --ckpt out-finetune/ckpt.pt --task cogs --split gen --limit 500
+
+Perplexity of a pretrained checkpoint on a corpus's validation split:
+
+    python evaluate.py --ckpt out/ckpt.pt --dataset tinystories
+
+Each run writes a JSON file (every prediction, the scores, the config, seed, code version and
+the data's sha256) and prints a table.
+"""
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tasks
+from common import UserError, autocast, code_version, main_guard, pick_device, pick_dtype
+from sample import load_model
+from train import eval_windows, evaluate_loss, load_corpus
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--ckpt", required=True, help="checkpoint file, or a run folder holding ckpt.pt")
+    a("--task", default="", help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
+    a("--split", default="", help="split(s) to score, comma-separated (default: in-distribution and generalization)")
+    a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
+    a("--limit", type=int, default=0, help="score only the first N examples of each split (0: all)")
+    a("--sample", action="store_true", help="with --limit: a seeded random N instead of the first N")
+    a("--batch_size", type=int, default=128, help="examples decoded together")
+    a("--no_cache", action="store_true", help="decode without the KV cache (slow; the reference)")
+    a("--dataset", default="", help="measure perplexity on this corpus's validation split instead")
+    a("--block_size", type=int, default=0, help="perplexity: window length (default: the model's)")
+    a("--out", default="", help="JSON file for the results (default: next to the checkpoint)")
+    a("--device", default="auto", help="auto, cpu, cuda or mps")
+    a("--dtype", default="float32", help="float32 or bfloat16 (auto: as train.py)")
+    a("--seed", type=int, default=0, help="seed for --sample")
+    return p.parse_args(argv)
+
+
+def provenance(ck, ckpt_path):
+    return {"checkpoint": str(ckpt_path), "model_config": ck["model_config"], "step": ck.get("step"),
+            "seed": ck.get("run_config", {}).get("seed"), "train_run_config": ck.get("run_config"),
+            "train_data": ck.get("data"), "code_version": code_version()}
+
+
+def perplexity(model, ck, args, device, dtype):
+    ns = argparse.Namespace(dataset=args.dataset, data_dir=args.data_dir,
+                            block_size=args.block_size or min(model.config.block_size, 1024))
+    _, val, meta = load_corpus(ns)
+    x, y = eval_windows(val, ns.block_size, (len(val) - 1) // ns.block_size)  # the whole split
+    with torch.no_grad(), autocast(device, dtype):
+        loss = evaluate_loss(model, x, y, 16)
+    return {"dataset": args.dataset, "val_sha256": meta.get("val_sha256"), "tokens": int(x.numel()),
+            "block_size": ns.block_size, "val_loss": loss, "perplexity": math.exp(loss)}
+
+
+def score_split(model, task, split, args):
+    examples = tasks.read_split(task, split, args.data_dir or None)
+    tasks.check_fits(examples, model.config.block_size, model.config.vocab_size, f"{task.name} {split}")
+    if args.limit:
+        examples = (random.Random(args.seed).sample(examples, min(args.limit, len(examples))) if args.sample
+                    else examples[:args.limit])
+    t0 = time.time()
+    preds = tasks.decode_examples(model, examples, args.batch_size, use_cache=not args.no_cache)
+    seconds = time.time() - t0
+    result, hits = tasks.score(examples, preds, task)
+    result.update(split=split, seconds=seconds, examples_per_s=len(examples) / seconds,
+                  sha256=tasks.split_sha256(task, split, args.data_dir or None),
+                  predictions=[{"source": e.source, "target": e.target, "prediction": p, "category": e.category,
+                                "correct": h} for e, p, h in zip(examples, preds, hits)])
+    return result
+
+
+def print_table(task, results):
+    print(f"\n{task.name}: exact match (%)")
+    for r in results:
+        print(f"  {r['split']:<8} {100 * r['exact_match']:6.2f}  (n={r['n']}, {r['examples_per_s']:.1f} examples/s)")
+        for group in ("lexical", "structural"):
+            if group in r:
+                print(f"    {group:<48} {100 * r[group]['exact_match']:6.2f}  (n={r[group]['n']})")
+        if len(r["categories"]) > 1:
+            for c, v in r["categories"].items():
+                mark = " *" if c in task.structural else ""
+                print(f"    {c + mark:<48} {100 * v['exact_match']:6.2f}  (n={v['n']})")
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if bool(args.task) == bool(args.dataset):
+        raise UserError("give --task (exact match) or --dataset (perplexity), one of them")
+    if args.limit < 0 or args.batch_size < 1:
+        raise UserError("--limit must be 0 or more and --batch_size at least 1")
+    ckpt_path = Path(args.ckpt) / "ckpt.pt" if Path(args.ckpt).is_dir() else Path(args.ckpt)
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    model, ck = load_model(ckpt_path, device)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    report = provenance(ck, ckpt_path)
+    if args.dataset:
+        report["perplexity"] = perplexity(model, ck, args, device, dtype)
+        p = report["perplexity"]
+        print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f} "
+              f"over {p['tokens']:,} tokens")
+        name = f"ppl_{args.dataset}"
+    else:
+        task = tasks.get_task(args.task)
+        splits = args.split.split(",") if args.split else [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
+        for s in splits:
+            tasks.split_path(task, s)  # an unknown split fails before any decoding
+        if model.config.pos != "learned":  # relative positions stretch: fit the longest example
+            need = max(tasks.longest(tasks.read_split(task, s, args.data_dir or None))[1] for s in splits)
+            model.config.block_size = max(model.config.block_size, need)
+        with autocast(device, dtype):
+            results = [score_split(model, task, s, args) for s in splits]
+        report.update(task=task.name, limit=args.limit, cache=not args.no_cache, results=results)
+        print_table(task, results)
+        name = f"eval_{task.name}" + (f"_limit{args.limit}" if args.limit else "")
+    out = Path(args.out) if args.out else ckpt_path.parent / f"{name}.json"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,109 @@
+"""
+Fine-tune a pretrained model (or a fresh one, the no-pretraining baseline) on one task: the
+source and target joined into one causal sequence, the loss on the target only.
+
+    python finetune.py --task cogs --init_from out/ckpt.pt --out_dir out/cogs
+    python finetune.py --task cogs --from_scratch --model_class tiny --n_layer 2 --out_dir out/cogs0
+
+Every --eval_interval steps: the loss and greedy exact match on --eval_examples examples of the
+task's dev split, a checkpoint (atomic; --resume continues exactly). Score the result with
+evaluate.py.
+"""
+import argparse
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+import tasks
+from common import UserError, gpt2_encoder, load_checkpoint, main_guard
+from model import GPTConfig
+from train import Job, add_model_flags, add_training_flags, build_config, fit
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--task", default="cogs", help=f"one of: {', '.join(tasks.TASKS)}")
+    a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
+    a("--init_from", default="", help="pretrained checkpoint (a file, or a run folder holding ckpt.pt)")
+    a("--from_scratch", action="store_true", help="start from random weights (give the model flags)")
+    a("--eval_examples", type=int, default=200, help="dev examples decoded for exact match at each eval")
+    add_model_flags(p)
+    add_training_flags(p, max_iters=10000, learning_rate=5e-4, min_lr=5e-5, warmup_iters=200,
+                       batch_size=32, eval_interval=500, out_dir="out-finetune")
+    return p.parse_args(argv)
+
+
+def resolve_ckpt(path):
+    path = Path(path)
+    return path / "ckpt.pt" if path.is_dir() else path
+
+
+def make_job(args, rank, world):
+    task = tasks.get_task(args.task)
+    if bool(args.init_from) == bool(args.from_scratch) and not args.resume:
+        raise UserError("give either --init_from CHECKPOINT or --from_scratch")
+    data_dir = args.data_dir or None
+    train = tasks.read_split(task, "train", data_dir)
+    every = {s: tasks.read_split(task, s, data_dir) for s in task.splits}
+    need = max(tasks.longest(ex)[1] for ex in every.values())
+
+    pretrained = None
+    if args.init_from and not args.resume:
+        pretrained = load_checkpoint(resolve_ckpt(args.init_from))
+        cfg = GPTConfig(**{**pretrained["model_config"], "dropout": args.dropout})
+    else:
+        cfg = build_config(args, block_size=need)
+    if cfg.pos != "learned":  # relative and rotary positions extend to longer inputs; learned ones cannot
+        cfg.block_size = max(cfg.block_size, need)
+    for split, ex in every.items():
+        tasks.check_fits(ex, cfg.block_size, cfg.vocab_size, f"{task.name} {split}")
+
+    dev_split = task.dev_split or task.id_split
+    dev = every[dev_split] if dev_split else train
+    dev = random.Random(0).sample(dev, min(args.eval_examples, len(dev)))  # the same subset every eval
+    shard = train[rank::world]  # DDP: each process its own part of the examples
+    pad = gpt2_encoder().eot_token
+
+    def batch(gen, rank, world):
+        idx = torch.randint(len(shard), (args.batch_size,), generator=gen).tolist()
+        return tasks.train_batch([shard[i] for i in idx], pad)
+
+    def evaluate(model):
+        device = next(model.parameters()).device
+        loss, n = 0.0, 0
+        for s in range(0, len(dev), args.batch_size):
+            x, y = tasks.train_batch(dev[s:s + args.batch_size], pad)
+            k = int((y != -1).sum())
+            loss += model(x.to(device), targets=y.to(device)).item() * k
+            n += k
+        preds = tasks.decode_examples(model, dev, batch_size=max(args.batch_size, 64))
+        em = sum(tasks.is_exact_match(p, e) for p, e in zip(preds, dev)) / len(dev)
+        return {"val_loss": loss / n, f"{dev_split or 'train'}_exact_match": em}
+
+    def init(model):
+        try:
+            model.load_state_dict(pretrained["model"])
+        except RuntimeError as e:
+            raise UserError(f"{args.init_from} does not load into this model ({str(e).splitlines()[0]})") from None
+
+    data = {"task": task.name, **{f"{s}_sha256": tasks.split_sha256(task, s, data_dir) for s in task.splits}}
+    if pretrained:
+        data["init_from"] = {"path": str(resolve_ckpt(args.init_from)), "step": pretrained.get("step"),
+                             "val_loss": pretrained.get("val_loss"), "data": pretrained.get("data"),
+                             "code_version": pretrained.get("code_version")}
+    return Job(config=cfg, batch=batch, evaluate=evaluate, data=data, init=init if pretrained else None,
+               describe=f"{task.name}: " + ("from scratch " if not pretrained else f"from {args.init_from} "))
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.eval_examples < 1:
+        raise UserError("--eval_examples must be at least 1")
+    return fit(args, argv, "finetune", make_job)
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,177 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, SHARED
+
+import tasks
+from common import UserError
+from model import GPT, GPTConfig
+
+MIRROR = SHARED / "data"
+
+
+def load_prepare(folder):
+    spec = importlib.util.spec_from_file_location(f"prep_{folder}", ROOT / "data" / folder / "prepare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Each task prepared once from the mirror into a temp folder: {folder: path}."""
+    root = tmp_path_factory.mktemp("tasks")
+    out = {}
+    for folder in ("cogs", "cogs_vf", "geoquery", "passivization", "question_formation", "scan"):
+        load_prepare(folder).prepare(root / folder)
+        out[folder] = root / folder
+    return out
+
+
+def test_geoquery_preprocessing_reproduces_reference(prepared):
+    ours = (prepared["geoquery"] / "all.tsv").read_text().splitlines()
+    ref = (MIRROR / "geoquery" / "all.tsv").read_text().splitlines()
+    assert len(ours) == 880
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert a == b, f"line {i + 1}"
+    for split in ("standard", "template", "tmcd", "length", "csl/tmcd_1", "csl/length"):
+        for part in ("train", "test"):
+            assert (prepared["geoquery"] / split / f"{part}.tsv").read_bytes() == \
+                (MIRROR / "geoquery" / split / f"{part}.tsv").read_bytes(), f"{split}/{part}"
+
+
+def test_funql_normalization_cases():
+    geo = load_prepare("geoquery")
+    assert geo.normalize("answer(state(all))") == "answer(state)"
+    assert geo.normalize("answer(city(loc_2(stateid(virginia))))") == \
+        "answer(intersection(city,loc_2(stateid(virginia))))"
+    assert geo.normalize("answer(largest_one(population_1(state(all))))") == \
+        "answer(largest_one(population_1,state))"
+    assert geo.space_tokens("answer(loc_2(m0))") == "answer ( loc_2 ( m0 ) )"
+
+
+def test_cogs_gen_has_21_categories_of_1000(prepared):
+    gen = tasks.read_split("cogs", "gen", prepared["cogs"])
+    counts = Counter(e.category for e in gen)
+    assert len(counts) == 21 and set(counts.values()) == {1000}
+    assert set(tasks.COGS_STRUCTURAL) <= set(counts)
+    vf = tasks.read_split("cogs_vf", "gen", prepared["cogs_vf"])
+    assert [e.source for e in vf[:100]] == [e.source for e in gen[:100]]
+
+
+def test_split_sizes(prepared):
+    sizes = {("passivization", "gen"): 10000, ("question_formation", "train"): 100000,
+             ("scan_length", "test"): 3920, ("geoquery_tmcd", "train"): 440, ("cogs", "test"): 3000}
+    for (task, split), n in sizes.items():
+        folder = prepared[tasks.get_task(task).folder]
+        assert len(tasks.read_split(task, split, folder)) == n, (task, split)
+    passiv = tasks.read_split("passivization", "gen", prepared["passivization"])
+    assert {e.category for e in passiv} == {"passiv"}
+
+
+def test_sequence_layout_and_loss_mask(prepared):
+    ex = tasks.read_split("cogs", "train", prepared["cogs"])[:3]
+    eot = 50256
+    for e in ex:
+        assert e.prompt[-1] == 198 and e.answer[-1] == eot
+    x, y = tasks.train_batch(ex, eot)
+    for i, e in enumerate(ex):
+        seq = e.prompt + e.answer
+        assert x[i, :len(seq) - 1].tolist() == seq[:-1]
+        labelled = y[i][y[i] != -1].tolist()
+        assert labelled == e.answer  # the loss sees the answer and EOT, nothing of the prompt
+        assert (y[i, :len(e.prompt) - 1] == -1).all()
+
+
+def test_gold_scores_100_and_one_wrong_token_misses(prepared):
+    gen = tasks.read_split("cogs", "gen", prepared["cogs"])[:300]
+    result, hits = tasks.score(gen, [e.target for e in gen], "cogs")
+    assert result["exact_match"] == 1.0 and all(hits)
+    assert result["lexical"]["exact_match"] == 1.0
+    preds = [e.target for e in gen]
+    preds[7] = preds[7].replace("x _ 1", "x _ 2", 1) if "x _ 1" in preds[7] else preds[7] + " AND"
+    preds[8] = preds[8] + " )"  # one extra token
+    result, hits = tasks.score(gen, preds, "cogs")
+    assert not hits[7] and not hits[8] and sum(hits) == 298
+    assert result["exact_match"] == pytest.approx(298 / 300)
+    # whitespace differences are not errors
+    assert tasks.is_exact_match("  " + gen[0].target.replace(" ", "  ") + " ", gen[0])
+
+
+def test_malformed_line_is_named(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "data"))
+    import fetch
+    mirror = tmp_path / "mirror" / "cogs"
+    mirror.mkdir(parents=True)
+    (mirror / "dev.tsv").write_text("ok .\tok\tin_distribution\nbroken line without tabs\n")
+    monkeypatch.setenv("NANODEPTH_MIRROR", str(tmp_path / "mirror"))
+    with pytest.raises(UserError, match="dev.tsv line 2: expected 3 tab-separated fields, found 1"):
+        fetch.prepare_pairs("cogs", {"dev": ("dev.tsv", "unused", None)}, fetch.tsv_fields(3), tmp_path / "o")
+    # a prepared file damaged afterwards is caught when read
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "test.tsv").write_text("a\tb\tc\nno tab here\n")
+    with pytest.raises(UserError, match=r"test.tsv line 2"):
+        tasks.read_split("cogs", "test", tmp_path / "p")
+
+
+def test_mirror_file_with_wrong_hash_is_refused(tmp_path):
+    mirror = tmp_path / "mirror" / "cogs"
+    mirror.mkdir(parents=True)
+    for f in ("train.tsv", "dev.tsv", "test.tsv", "gen.tsv"):
+        (mirror / f).write_text("A dog ran .\tdog ( x _ 1 )\tin_distribution\n")
+    env = {**os.environ, "NANODEPTH_MIRROR": str(tmp_path / "mirror")}
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "cogs" / "prepare.py"), "--out_dir",
+                        str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "does not match the expected" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "train.tsv").exists()
+
+
+def test_checkpoint_too_short_for_task_names_the_example(prepared):
+    gen = tasks.read_split("cogs", "gen", prepared["cogs"])
+    with pytest.raises(UserError, match=r"example '.*' is \d+ tokens .* context of 256"):
+        tasks.check_fits(gen, 256, 50257, "cogs gen")
+    with pytest.raises(UserError, match="vocabulary"):
+        tasks.check_fits(gen, 1024, 32128, "cogs gen")
+
+
+def test_cached_and_cache_free_decoding_agree_on_a_trained_model(prepared, tmp_path):
+    import finetune
+    out = tmp_path / "ft"
+    finetune.main(["--task", "cogs", "--data_dir", str(prepared["cogs"]), "--from_scratch", "--n_layer", "1",
+                   "--max_iters", "60", "--eval_interval", "60", "--eval_examples", "4", "--batch_size", "16",
+                   "--learning_rate", "3e-3", "--warmup_iters", "5", "--out_dir", str(out), "--quiet"])
+    from sample import load_model
+    model, _ = load_model(out / "ckpt.pt")
+    dev = tasks.read_split("cogs", "dev", prepared["cogs"])[:24]
+    fast = tasks.decode_examples(model, dev, batch_size=8)
+    slow = tasks.decode_examples(model, dev, batch_size=8, use_cache=False)
+    assert fast == slow
+    assert len(set(fast)) > 1 and any(len(p.split()) > 3 for p in fast)  # a trained model, not a constant
+    r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(out), "--task", "cogs",
+                        "--data_dir", str(prepared["cogs"]), "--limit", "16", "--split", "gen",
+                        "--out", str(tmp_path / "e.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["results"][0]["n"] == 16 and len(report["results"][0]["predictions"]) == 16
+    assert report["code_version"] and report["results"][0]["sha256"] and report["seed"] == 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--task", "nope"], "unknown task 'nope'; choose one of cogs"),
+    (["--task", "cogs", "--split", "validation"], "no split 'validation'; choose one of train, dev"),
+])
+def test_evaluate_bad_input(args, needle, tmp_path):
+    cfg = GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=8, block_size=32)
+    torch.save({"format": "nanodepth-1", "kind": "pretrain", "model": GPT(cfg).state_dict(),
+                "model_config": cfg.__dict__}, tmp_path / "ckpt.pt")
+    r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(tmp_path), *args],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
