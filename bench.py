@@ -1,0 +1,280 @@
+"""
+Speed and memory, measured (never asserted by tests).
+
+By depth, for one class (the paper's practical claim: latency grows about linearly with depth):
+    python bench.py --model_class tiny --depths 1,2,4,6
+  training tokens/s, forward FLOPs per token, MFU, decode latency per token at batch 1 and at
+  --decode_batch, peak memory.
+
+Training against peers at the same shapes, interleaved in one process:
+    python bench.py --train [--n_layer 4 --batch_size 8 --block_size 256]
+  this machine's matmul peak (fp32, bf16), then tokens/s, MFU and peak memory of nanodepth
+  (train.py's defaults, fp32 and bf16), a nanoGPT-style model (gpt2 block, whole logits, fp32),
+  and transformers' GPT2LMHeadModel (fp32, AdamW) when transformers is installed.
+
+Evaluation decoding, with and without the KV cache, on COGS gen:
+    python bench.py --eval --ckpt out-finetune/ckpt.pt --limit 500
+
+Each mode prints a table and writes a JSON file (--out).
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import UserError, autocast, code_version, cpu_has_amx, main_guard, pick_device
+from model import GPT, GPTConfig, config_for, count_params, parse_int_list
+from train import make_optimizer
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--train", action="store_true", help="compare training speed with nanoGPT-style and transformers models")
+    a("--eval", action="store_true", help="decoding speed with and without the KV cache on COGS gen")
+    a("--model_class", default="tiny", help="size class")
+    a("--depths", default="1,2,4,6", help="depths for the by-depth table")
+    a("--n_layer", type=int, default=4, help="depth for --train")
+    a("--block", default="paper", help="paper or gpt2")
+    a("--batch_size", type=int, default=8, help="sequences per training step")
+    a("--block_size", type=int, default=256, help="context length")
+    a("--steps", type=int, default=10, help="timed training steps per measurement (after 3 warm-up steps)")
+    a("--rounds", type=int, default=3, help="--train: interleaved rounds; the median is reported")
+    a("--decode_batch", type=int, default=64, help="the large batch for decode latency")
+    a("--decode_tokens", type=int, default=64, help="tokens generated per decode measurement")
+    a("--dtypes", default="float32,bfloat16", help="precisions to measure")
+    a("--ckpt", default="", help="--eval: a fine-tuned checkpoint (default: a random tiny model)")
+    a("--limit", type=int, default=500, help="--eval: COGS gen examples")
+    a("--device", default="auto", help="auto, cpu or cuda")
+    a("--compile", action="store_true", help="also measure with torch.compile")
+    a("--out", default="", help="JSON file for the results (default: bench_<mode>.json)")
+    return p.parse_args(argv)
+
+
+# --- measuring tools ---------------------------------------------------------------------------------
+
+def reset_peak(device):
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        try:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_mb(device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # whole process, on CPU
+    return float("nan")
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, dtype, reps=10):
+    """Achieved FLOP/s of an n x n x n matmul: the machine's practical peak for MFU."""
+    n = 8192 if device.startswith("cuda") else 2048
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def train_steps(step, steps, tokens, device):
+    """tokens/s of `steps` calls of step() after 3 warm-up calls."""
+    for _ in range(3):
+        step()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * tokens / (time.perf_counter() - t)
+
+
+def nanodepth_step(cfg, args, device, dtype, compile_=False):
+    model = GPT(cfg).to(device)
+    opt = make_optimizer(model, argparse.Namespace(weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95),
+                         device)
+    fwd = torch.compile(model) if compile_ else model
+    x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
+    y = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
+
+    def step():
+        with autocast(device, dtype):
+            loss = fwd(x, targets=y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def nanogpt_step(args, device):
+    """nanoGPT's model as its users train it: the gpt2 block, all logits then cross-entropy, fp32."""
+    cfg = GPTConfig(n_layer=args.n_layer, n_head=2, d_model=128, d_ff=512, block="gpt2",
+                    block_size=args.block_size, loss_chunk=0)
+    model = GPT(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
+
+    def step():
+        loss = model(x, targets=x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step, cfg
+
+
+def hf_step(args, device):
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        return None
+    cfg = GPT2Config(n_layer=args.n_layer, n_embd=128, n_head=2, n_positions=args.block_size, vocab_size=50257)
+    model = GPT2LMHeadModel(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, 50257, (args.batch_size, args.block_size), device=device)
+
+    def step():
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+# --- modes -------------------------------------------------------------------------------------------
+
+def bench_train(args, device):
+    tokens = args.batch_size * args.block_size
+    dtypes = args.dtypes.split(",")
+    peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
+    cfg = config_for(args.model_class, args.n_layer, block=args.block, block_size=args.block_size, quiet=True)
+    ng_step, ng_cfg = nanogpt_step(args, device)
+    contenders = {f"nanodepth {dt}": (nanodepth_step(cfg, args, device, dt), cfg, dt) for dt in dtypes}
+    if args.compile:
+        contenders["nanodepth float32 compiled"] = (nanodepth_step(cfg, args, device, "float32", True), cfg,
+                                                    "float32")
+    contenders["nanoGPT-style float32"] = (ng_step, ng_cfg, "float32")
+    hf = hf_step(args, device)
+    if hf is not None:
+        contenders["transformers GPT2LMHeadModel float32"] = (hf, ng_cfg, "float32")
+    speeds = {k: [] for k in contenders}
+    mem = {}
+    for _ in range(args.rounds):  # interleaved, so drift in the machine's speed hits all alike
+        for k, (step, _, _) in contenders.items():
+            reset_peak(device)
+            speeds[k].append(train_steps(step, args.steps, tokens, device))
+            mem[k] = max(mem.get(k, 0), peak_mb(device))
+    rows = []
+    for k, (_, c, dt) in contenders.items():
+        tps = statistics.median(speeds[k])
+        flops = 3 * count_params(c, args.block_size)["forward_flops_per_token"]  # forward + backward
+        rows.append({"model": k, "d_ff": c.d_ff, "tokens_per_s": tps, "mfu": tps * flops / peaks[dt],
+                     "mfu_against": dt, "peak_mem_mb": mem[k], "all_rounds": speeds[k]})
+    base = [r for r in rows if r["model"].startswith(("transformers", "nanoGPT"))]
+    print(f"matmul peak: " + ", ".join(f"{dt} {p / 1e9:.0f} GFLOP/s" for dt, p in peaks.items())
+          + f" (AMX: {cpu_has_amx()})")
+    print(f"{'model':<40} {'d_ff':>5} {'tokens/s':>9} {'MFU':>6} {'peak MB':>8}" +
+          "".join(f" {'x ' + b['model'].split()[0]:>14}" for b in base))
+    for r in rows:
+        print(f"{r['model']:<40} {r['d_ff']:>5} {r['tokens_per_s']:>9,.0f} {100 * r['mfu']:>5.1f}% "
+              f"{r['peak_mem_mb']:>8,.0f}" + "".join(f" {r['tokens_per_s'] / b['tokens_per_s']:>14.2f}"
+                                                     for b in base))
+    return {"matmul_peak_flops": peaks, "rows": rows}
+
+
+def bench_depths(args, device):
+    dtypes = args.dtypes.split(",")
+    peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
+    rows = []
+    for n in parse_int_list(args.depths, "--depths"):
+        cfg = config_for(args.model_class, n, block=args.block, block_size=args.block_size, quiet=True)
+        fl = count_params(cfg, args.block_size)["forward_flops_per_token"]
+        row = {"n_layer": n, "d_ff": cfg.d_ff, "forward_flops_per_token": fl}
+        for dt in dtypes:
+            reset_peak(device)
+            tps = train_steps(nanodepth_step(cfg, args, device, dt), args.steps,
+                              args.batch_size * args.block_size, device)
+            row[f"train_tokens_per_s_{dt}"] = tps
+            row[f"mfu_{dt}"] = tps * 3 * fl / peaks[dt]
+            row[f"train_peak_mem_mb_{dt}"] = peak_mb(device)
+        model = GPT(cfg).to(device).eval()
+        for b in (1, args.decode_batch):
+            prompt = torch.randint(0, 50000, (b, 16), device=device)
+            model.generate(prompt, 4, eos_id=-1)  # warm-up
+            sync(device)
+            t = time.perf_counter()
+            model.generate(prompt, args.decode_tokens, eos_id=-1)
+            sync(device)
+            row[f"decode_ms_per_token_batch{b}"] = 1000 * (time.perf_counter() - t) / args.decode_tokens
+        rows.append(row)
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:,.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+    return {"matmul_peak_flops": peaks, "rows": rows}
+
+
+def bench_eval(args, device):
+    import tasks
+    from sample import load_model
+    if args.ckpt:
+        model, _ = load_model(args.ckpt, device)
+    else:
+        model = GPT(config_for("tiny", 2, block_size=1024)).to(device).eval()
+    gen = tasks.read_split("cogs", "gen")
+    import random
+    examples = random.Random(0).sample(gen, min(args.limit, len(gen)))
+    model.config.block_size = max(model.config.block_size, tasks.longest(gen)[1])
+    out = {}
+    for cache in (True, False):
+        t = time.perf_counter()
+        preds = tasks.decode_examples(model, examples, batch_size=64, use_cache=cache)
+        s = time.perf_counter() - t
+        out["cache" if cache else "no_cache"] = {"seconds": s, "examples_per_s": len(examples) / s,
+                                                 "predictions": preds}
+    same = out["cache"]["predictions"] == out["no_cache"]["predictions"]
+    speedup = out["no_cache"]["seconds"] / out["cache"]["seconds"]
+    print(f"COGS gen, {len(examples)} examples: with KV cache {out['cache']['examples_per_s']:.1f} examples/s, "
+          f"without {out['no_cache']['examples_per_s']:.1f} examples/s: {speedup:.1f}x; identical outputs: {same}")
+    for v in out.values():
+        del v["predictions"]
+    return {"examples": len(examples), "speedup": speedup, "identical": same, **out}
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.train and args.eval:
+        raise UserError("choose one of --train and --eval")
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    mode = "train" if args.train else "eval" if args.eval else "depths"
+    result = {"train": bench_train, "eval": bench_eval, "depths": bench_depths}[mode](args, device)
+    result.update(config=vars(args), device=device, threads=torch.get_num_threads(), torch=torch.__version__,
+                  code_version=code_version(), seed=0)
+    if device.startswith("cuda"):
+        result["gpu"] = torch.cuda.get_device_name()
+    out = Path(args.out or f"bench_{mode}.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,380 @@
+"""
+The study in one command: for every depth and seed, pretrain (train.py), fine-tune on each task
+(finetune.py) and score (evaluate.py), through those scripts' own code; then the paper's table
+with 95% confidence intervals over seeds, and its figures.
+
+    python sweep.py --model_class tiny --depths 1,2,4,6 --tasks cogs,cogs_vf --seeds 0,1,2 \\
+        --pretrain_iters 300 --finetune_iters 400 --name tiny_cpu
+
+Finished steps are skipped, so the same command resumes a crashed sweep. Writes
+results/<name>/results.csv (one row per depth x seed x task), summary.md, figures (*.png) and
+runs/ (checkpoints; not for git). --ppl_matched adds the paper's perplexity-matched control,
+--rank_analysis the FFN singular-value analysis.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+import evaluate
+import finetune
+import tasks
+import train
+from common import ROOT, UserError, code_version, load_checkpoint, main_guard
+from model import MODEL_CLASSES, config_for, parse_int_list
+
+# two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+       2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+       2.045, 2.042]
+
+
+def mean_ci(values):
+    """Mean and half-width of the 95% confidence interval (t-distribution over seeds)."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, float("nan")
+    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
+    return m, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--name", default="sweep", help="results go to results/NAME/")
+    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--depths", default="1,2,4,6", help="comma-separated depths")
+    a("--tasks", default="cogs,cogs_vf", help=f"comma-separated tasks: {', '.join(tasks.TASKS)}")
+    a("--seeds", default="0,1,2", help="comma-separated seeds; each seed pretrains and fine-tunes anew")
+    a("--dataset", default="tinystories", help="pretraining corpus (as train.py --dataset)")
+    a("--pretrain_iters", type=int, default=300, help="pretraining steps per model")
+    a("--finetune_iters", type=int, default=400, help="fine-tuning steps per model and task")
+    a("--pretrain_args", default="", help="extra train.py flags, e.g. '--batch_size 16'")
+    a("--finetune_args", default="", help="extra finetune.py flags, e.g. '--learning_rate 1e-3'")
+    a("--eval_limit", type=int, default=0, help="score a seeded random sample of N examples per split (0: all)")
+    a("--ppl_matched", action="store_true", help="control: fine-tune deeper models from the pretraining "
+      "snapshot whose perplexity matches the shallowest depth's final perplexity")
+    a("--snapshot_interval", type=int, default=0, help="pretraining snapshots every K steps "
+      "(default with --ppl_matched: pretrain_iters / 10)")
+    a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
+    a("--device", default="auto", help="auto, cpu, cuda or mps")
+    a("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.model_class not in MODEL_CLASSES:
+        raise UserError(f"unknown --model_class {args.model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
+    args.depth_list = parse_int_list(args.depths, "--depths")
+    args.seed_list = parse_int_list(args.seeds, "--seeds")
+    args.task_list = [t for t in args.tasks.split(",") if t]
+    for t in args.task_list:
+        tasks.get_task(t)
+    for n in args.depth_list:
+        try:
+            config_for(args.model_class, n, quiet=True)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    if args.ppl_matched and not args.snapshot_interval:
+        args.snapshot_interval = max(1, args.pretrain_iters // 10)
+    return args
+
+
+class Sweep:
+    def __init__(self, args):
+        self.args = args
+        self.root = ROOT / "results" / args.name
+        self.runs = self.root / "runs"
+        self.common = ["--device", args.device] + (["--quiet"] if args.quiet else [])
+
+    # --- the three steps, each skipped when its result exists -----------------------------------
+    def pretrain(self, depth, seed):
+        out = self.runs / f"d{depth}_s{seed}" / "pretrain"
+        if not (out / "summary.json").exists():
+            argv = ["--model_class", self.args.model_class, "--n_layer", str(depth), "--seed", str(seed),
+                    "--dataset", self.args.dataset, "--max_iters", str(self.args.pretrain_iters),
+                    "--eval_interval", str(max(1, self.args.pretrain_iters // 5)), "--out_dir", str(out),
+                    "--snapshot_interval", str(self.args.snapshot_interval), *self.common,
+                    *self.args.pretrain_args.split()]
+            train.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
+        return json.loads((out / "summary.json").read_text())
+
+    def finetune(self, init, out, task, seed):
+        if not (out / "summary.json").exists():
+            argv = ["--task", task, "--init_from", str(init), "--seed", str(seed), "--out_dir", str(out),
+                    "--max_iters", str(self.args.finetune_iters),
+                    "--eval_interval", str(max(1, self.args.finetune_iters // 4)), *self.common,
+                    *self.args.finetune_args.split()]
+            finetune.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
+        return json.loads((out / "summary.json").read_text())
+
+    def evaluate(self, run, task):
+        path = run / f"eval_{task}.json"
+        if not path.exists():
+            argv = ["--ckpt", str(run / "ckpt.pt"), "--task", task, "--out", str(path),
+                    "--device", self.args.device]
+            if self.args.eval_limit:
+                argv += ["--limit", str(self.args.eval_limit), "--sample"]
+            evaluate.main(argv)
+        return json.loads(path.read_text())
+
+    # --- one row of results.csv ------------------------------------------------------------------
+    def row(self, depth, seed, task, pre, ft, ev, control="", init_step=None):
+        t = tasks.get_task(task)
+        by_split = {r["split"]: r for r in ev["results"]}
+        gen = by_split.get(t.gen_split, {})
+        row = {"model_class": self.args.model_class, "n_layer": depth,
+               "d_model": pre["model_config"]["d_model"], "d_ff": pre["model_config"]["d_ff"],
+               "params": pre["params"]["total"], "params_non_embedding": pre["params"]["non_embedding"],
+               "seed": seed, "task": task, "control": control,
+               "pretrain_step": init_step if init_step is not None else pre["step"],
+               "val_loss": pre["val_loss"], "perplexity": pre["val_ppl"],
+               "id_acc": by_split[t.id_split]["exact_match"] if t.id_split in by_split else "",
+               "gen_acc": gen.get("exact_match", ""),
+               "lexical_acc": gen.get("lexical", {}).get("exact_match", ""),
+               "structural_acc": gen.get("structural", {}).get("exact_match", ""),
+               "finetune_val_loss": ft["val_loss"], "eval_n": gen.get("n", ""),
+               "pretrain_seconds": round(pre["train_seconds"], 1),
+               "finetune_seconds": round(ft["train_seconds"], 1),
+               "eval_seconds": round(sum(r["seconds"] for r in ev["results"]), 1),
+               "code_version": ev["code_version"], "pretrain_data_sha256": pre["data"].get("train_sha256"),
+               "task_data_sha256": gen.get("sha256", "")}
+        for c, v in gen.get("categories", {}).items():
+            if len(gen["categories"]) > 1:
+                row[f"cat:{c}"] = v["exact_match"]
+        return row
+
+    def run(self):
+        rows = []
+        pre = {}
+        for seed in self.args.seed_list:
+            for depth in self.args.depth_list:
+                pre[depth, seed] = self.pretrain(depth, seed)
+                cell = self.runs / f"d{depth}_s{seed}"
+                for task in self.args.task_list:
+                    ft = self.finetune(cell / "pretrain" / "ckpt.pt", cell / f"ft_{task}", task, seed)
+                    ev = self.evaluate(cell / f"ft_{task}", task)
+                    rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev))
+                    self.write_csv(rows)
+            if self.args.ppl_matched:
+                rows += self.ppl_matched(seed, pre)
+                self.write_csv(rows)
+        return rows
+
+    # --- the paper's perplexity-matched control ------------------------------------------------
+    def ppl_matched(self, seed, pre):
+        ref_depth = min(self.args.depth_list)
+        target = pre[ref_depth, seed]["val_loss"]
+        rows = []
+        for depth in self.args.depth_list:
+            if depth == ref_depth:
+                continue
+            snaps = sorted((self.runs / f"d{depth}_s{seed}" / "pretrain" / "snapshots").glob("step_*.pt"))
+            if not snaps:
+                raise UserError(f"no snapshots for depth {depth}; rerun with --snapshot_interval")
+            losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
+            best = min(losses, key=lambda s: abs(losses[s] - target))
+            step = load_checkpoint(best)["step"]
+            cell = self.runs / f"d{depth}_s{seed}"
+            matched = {**pre[depth, seed], "val_loss": losses[best], "val_ppl": math.exp(losses[best])}
+            for task in self.args.task_list:
+                run = cell / f"ppl_matched_{task}"
+                ft = self.finetune(best, run, task, seed)
+                ev = self.evaluate(run, task)
+                rows.append(self.row(depth, seed, task, matched, ft, ev, control=f"ppl_matched_to_d{ref_depth}",
+                                     init_step=step))
+        return rows
+
+    def write_csv(self, rows):
+        self.root.mkdir(parents=True, exist_ok=True)
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = self.root / f"results.csv.{os.getpid()}.tmp"  # sweeps over other seeds may run beside
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(self.root / "results.csv")
+
+
+# --- FFN rank analysis (PAPER.md finding 5) ----------------------------------------------------------
+
+def effective_rank(s):
+    """Roy & Vetterli (2007): exp of the entropy of the normalized singular values."""
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def rank_analysis(sweep):
+    out = {}
+    for depth in sweep.args.depth_list:
+        for seed in sweep.args.seed_list:
+            ck = load_checkpoint(sweep.runs / f"d{depth}_s{seed}" / "pretrain" / "ckpt.pt")
+            cfg = ck["model_config"]
+            for name, w in ck["model"].items():
+                if ".ffn.wi.weight" in name or ".ffn.wo.weight" in name:
+                    mats = w.float().chunk(2, 0) if ("wi" in name and cfg["block"] == "paper") else [w.float()]
+                    for k, m in enumerate(mats):
+                        s = torch.linalg.svdvals(m)
+                        label = "wo" if "wo" in name else (f"wi_{k}" if len(mats) > 1 else "wi")
+                        out.setdefault((depth, label), []).append(
+                            {"seed": seed, "layer": int(name.split(".")[1]), "effective_rank": effective_rank(s),
+                             "max_rank": min(m.shape), "d_ff": cfg["d_ff"]})
+    return out
+
+
+# --- tables and figures ------------------------------------------------------------------------------
+
+def summarize(rows, args, root):
+    """Markdown in the paper's layout: depth by task, mean +- 95% CI over seeds (in %)."""
+    main = [r for r in rows if not r["control"]]
+    depths = sorted({r["n_layer"] for r in main})
+    lines = [f"# {args.name}: {args.model_class} class, seeds {args.seeds}", "",
+             f"Mean over seeds ± 95% CI half-width (t-distribution). Generalization exact match in %. "
+             f"Code {code_version()}.", "",
+             "| depth | d_ff | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
+             "|---|---|---|" + "---|" * len(args.task_list)]
+    for d in depths:
+        rs = [r for r in main if r["n_layer"] == d]
+        ppl = mean_ci([r["perplexity"] for r in rs if r["task"] == args.task_list[0]])
+        cells = [fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) for t in args.task_list]
+        lines.append(f"| {d} | {rs[0]['d_ff']} | {fmt(ppl)} | " + " | ".join(cells) + " |")
+    lines += ["", "In-distribution exact match (%):", "",
+              "| depth | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
+    for d in depths:
+        rs = [r for r in main if r["n_layer"] == d]
+        cells = [fmt(mean_ci([100 * r["id_acc"] for r in rs if r["task"] == t and r["id_acc"] != ""]))
+                 for t in args.task_list]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    for t in [t for t in args.task_list if tasks.get_task(t).structural]:
+        lines += ["", f"{t}: lexical and structural generalization (%):", "", "| depth | lexical | structural |",
+                  "|---|---|---|"]
+        for d in depths:
+            rs = [r for r in main if r["n_layer"] == d and r["task"] == t]
+            lines.append(f"| {d} | {fmt(mean_ci([100 * r['lexical_acc'] for r in rs]))} | "
+                         f"{fmt(mean_ci([100 * r['structural_acc'] for r in rs]))} |")
+    ctrl = [r for r in rows if r["control"]]
+    if ctrl:
+        lines += ["", f"Perplexity-matched control ({ctrl[0]['control']}): deeper models fine-tuned from the "
+                  "pretraining snapshot closest in perplexity to the shallowest model's final one.", "",
+                  "| depth | snapshot step | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
+                  "|---|---|---|" + "---|" * len(args.task_list)]
+        for d in sorted({r["n_layer"] for r in ctrl}):
+            rs = [r for r in ctrl if r["n_layer"] == d]
+            steps = sorted({r["pretrain_step"] for r in rs})
+            lines.append(f"| {d} | {', '.join(map(str, steps))} | "
+                         f"{fmt(mean_ci([r['perplexity'] for r in rs if r['task'] == args.task_list[0]]))} | "
+                         + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t]))
+                                      for t in args.task_list) + " |")
+    (root / "summary.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def fmt(mc):
+    m, h = mc
+    if math.isnan(m):
+        return "–"
+    return f"{m:.1f}" if math.isnan(h) else f"{m:.1f} ± {h:.1f}"
+
+
+def figures(rows, args, root, ranks=None):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    main = [r for r in rows if not r["control"]]
+    depths = sorted({r["n_layer"] for r in main})
+    d_model = main[0]["d_model"]
+    narrow = [d for d in depths if next(r["d_ff"] for r in main if r["n_layer"] == d) < d_model]
+
+    def series(key, task=None, scale=1.0):
+        ms, hs = [], []
+        for d in depths:
+            vals = [scale * r[key] for r in main if r["n_layer"] == d and (task is None or r["task"] == task)
+                    and r[key] != ""]
+            m, h = mean_ci(vals)
+            ms.append(m)
+            hs.append(0.0 if math.isnan(h) else h)
+        return ms, hs
+
+    def finish(ax, ylabel, path):
+        if narrow:
+            ax.axvline(narrow[0] - 0.5, color="gray", ls="--", lw=1)
+            ax.text(narrow[0] - 0.45, ax.get_ylim()[1], " d_ff < d_model", va="top", fontsize=8, color="gray")
+        ax.set_xlabel("depth (n_layer), parameters held fixed")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(depths)
+        ax.grid(alpha=0.3)
+        ax.figure.tight_layout()
+        ax.figure.savefig(root / path, dpi=120)
+        plt.close(ax.figure)
+
+    def band(ax, ms, hs, label):
+        ax.plot(depths, ms, marker="o", label=label)
+        ax.fill_between(depths, [m - h for m, h in zip(ms, hs)], [m + h for m, h in zip(ms, hs)], alpha=0.2)
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ppl_rows = [r for r in main if r["task"] == args.task_list[0]]
+    ms, hs = [], []
+    for d in depths:
+        m, h = mean_ci([r["perplexity"] for r in ppl_rows if r["n_layer"] == d])
+        ms.append(m)
+        hs.append(0.0 if math.isnan(h) else h)
+    band(ax, ms, hs, "validation perplexity")
+    ax.set_title(f"{args.model_class}: pretraining perplexity by depth")
+    finish(ax, f"{args.dataset} validation perplexity", "perplexity_by_depth.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for t in args.task_list:
+        band(ax, *series("gen_acc", t, 100), t)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{args.model_class}: generalization by depth (95% CI)")
+    finish(ax, "generalization exact match (%)", "generalization_by_depth.png")
+
+    for t in [t for t in args.task_list if tasks.get_task(t).structural]:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        band(ax, *series("lexical_acc", t, 100), "lexical (18 categories)")
+        band(ax, *series("structural_acc", t, 100), "structural (3 categories)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{t}: lexical vs structural generalization")
+        finish(ax, "exact match (%)", f"{t}_lexical_structural.png")
+
+    if ranks:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for label in sorted({k[1] for k in ranks}):
+            ms, hs = [], []
+            for d in depths:
+                vals = [x["effective_rank"] / x["max_rank"] for x in ranks.get((d, label), [])]
+                m, h = mean_ci(vals)
+                ms.append(m)
+                hs.append(0.0 if math.isnan(h) else h)
+            band(ax, ms, hs, label)
+        ax.legend(fontsize=8)
+        ax.set_title("FFN weights: effective rank / full rank")
+        finish(ax, "effective rank fraction", "ffn_rank_by_depth.png")
+
+
+def main(argv=None):
+    args = get_args(argv)
+    sweep = Sweep(args)
+    rows = sweep.run()
+    ranks = None
+    if args.rank_analysis:
+        ranks = rank_analysis(sweep)
+        (sweep.root / "ffn_rank.json").write_text(json.dumps(
+            [{"n_layer": d, "matrix": m, **x} for (d, m), xs in sorted(ranks.items()) for x in xs], indent=1))
+    print(summarize(rows, args, sweep.root))
+    figures(rows, args, sweep.root, ranks)
+    (sweep.root / "command.txt").write_text("python sweep.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]) + "\n")
+    print(f"wrote {sweep.root}/results.csv, summary.md and figures")
+    return rows
+
+
+if __name__ == "__main__":
+    main_guard(main)

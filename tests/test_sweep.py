@@ -1,0 +1,53 @@
+import csv
+import json
+
+import pytest
+
+from conftest import ROOT
+
+import sweep
+
+
+def test_mean_ci():
+    m, h = sweep.mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+    assert sweep.mean_ci([5.0])[0] == 5.0
+    assert sweep.effective_rank(__import__("torch").ones(4)) == pytest.approx(4.0)
+
+
+def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
+    """Two depths x two seeds x one task, a few steps each; a second call skips everything."""
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    argv = ["--name", "smoke", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0,1",
+            "--tasks", "geoquery", "--pretrain_iters", "4", "--finetune_iters", "4", "--eval_limit", "8",
+            "--pretrain_args", "--batch_size 2 --block_size 32 --eval_iters 1 --warmup_iters 1",
+            "--finetune_args", "--batch_size 4 --eval_examples 2 --warmup_iters 1",
+            "--ppl_matched", "--rank_analysis", "--quiet"]
+    rows = sweep.main(argv)
+    root = tmp_path / "results" / "smoke"
+    table = list(csv.DictReader(open(root / "results.csv")))
+    main = [r for r in table if not r["control"]]
+    assert len(main) == 4 and {r["n_layer"] for r in main} == {"1", "2"}
+    assert all(r["code_version"] and r["task_data_sha256"] and r["pretrain_data_sha256"] for r in table)
+    assert any(r["control"].startswith("ppl_matched") for r in table)
+    for png in ("perplexity_by_depth.png", "generalization_by_depth.png", "ffn_rank_by_depth.png"):
+        assert (root / png).stat().st_size > 1000
+    summary = (root / "summary.md").read_text()
+    assert "| 1 | 1195 |" in summary and "geoquery gen" in summary
+    # resumed: nothing is re-run, the same rows come back
+    stamp = (root / "runs" / "d1_s0" / "pretrain" / "ckpt.pt").stat().st_mtime
+    rows2 = sweep.main(argv)
+    assert (root / "runs" / "d1_s0" / "pretrain" / "ckpt.pt").stat().st_mtime == stamp
+    assert [r["gen_acc"] for r in rows2] == [r["gen_acc"] for r in rows]
+
+
+def test_bench_by_depth_runs(tmp_path):
+    import bench
+    out = tmp_path / "b.json"
+    r = bench.main(["--depths", "1,2", "--steps", "1", "--batch_size", "1", "--block_size", "16",
+                    "--decode_batch", "2", "--decode_tokens", "2", "--dtypes", "float32", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert [row["n_layer"] for row in saved["rows"]] == [1, 2]
+    assert all(row["train_tokens_per_s_float32"] > 0 and row["decode_ms_per_token_batch1"] > 0
+               for row in saved["rows"])
+    assert saved["code_version"] and saved["matmul_peak_flops"]["float32"] > 0 and r["rows"]
