@@ -147,15 +147,27 @@ def tsv_fields(n):
     return parse
 
 
-def prepare_pairs(task, files, parse, out_dir):
-    """files: {split: (mirror path, upstream URL, sha256)}. parse(line) -> [source, target, category]
+def task_token_fields(tokens):
+    """A parser for `source<TAB>target` lines whose source ends in a task token (one of
+    `tokens`); the token becomes the example's category."""
+    def parse(line):
+        src, tgt = tsv_fields(2)(line)
+        token = src.rsplit(" ", 1)[-1]
+        if token not in tokens:
+            raise ValueError(f"the source does not end in a task token ({', '.join(tokens)})")
+        return src, tgt, token
+    return parse
+
+
+def prepare_pairs(task, base_url, files, parse, out_dir):
+    """files: {split: (upstream path under base_url, sha256)}. parse(line) -> [source, target, category]
     or raises ValueError; a bad line stops everything with its file and line number.
     Writes out_dir/<split>.tsv (source, target, category) and meta.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records, counts = [], {}
-    for split, (name, url, sha) in files.items():
-        raw, rec = Source(task, name, url, sha).read_all()
+    for split, (name, sha) in files.items():
+        raw, rec = Source(task, name, base_url + name, sha).read_all()
         rows = []
         for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
             try:

@@ -114,7 +114,7 @@ def test_malformed_line_is_named(tmp_path, monkeypatch):
     (mirror / "dev.tsv").write_text("ok .\tok\tin_distribution\nbroken line without tabs\n")
     monkeypatch.setenv("NANODEPTH_MIRROR", str(tmp_path / "mirror"))
     with pytest.raises(UserError, match="dev.tsv line 2: expected 3 tab-separated fields, found 1"):
-        fetch.prepare_pairs("cogs", {"dev": ("dev.tsv", "unused", None)}, fetch.tsv_fields(3), tmp_path / "o")
+        fetch.prepare_pairs("cogs", "unused/", {"dev": ("dev.tsv", None)}, fetch.tsv_fields(3), tmp_path / "o")
     # a prepared file damaged afterwards is caught when read
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "test.tsv").write_text("a\tb\tc\nno tab here\n")

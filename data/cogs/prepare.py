@@ -18,7 +18,7 @@ FILES = {  # split: (file, sha256 of the upstream file at that commit)
 
 
 def prepare(out_dir=DATA / "cogs"):
-    return prepare_pairs("cogs", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, tsv_fields(3), out_dir)
+    return prepare_pairs("cogs", URL, FILES, tsv_fields(3), out_dir)
 
 
 if __name__ == "__main__":

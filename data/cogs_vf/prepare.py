@@ -19,7 +19,7 @@ FILES = {  # split: (file, sha256 of the upstream file at that commit)
 
 
 def prepare(out_dir=DATA / "cogs_vf"):
-    return prepare_pairs("cogs_vf", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, tsv_fields(3), out_dir)
+    return prepare_pairs("cogs_vf", URL, FILES, tsv_fields(3), out_dir)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, prepare_pairs, task_main, tsv_fields  # noqa: E402
+from fetch import DATA, prepare_pairs, task_main, task_token_fields  # noqa: E402
 
 URL = ("https://raw.githubusercontent.com/sebschu/multilingual-transformations/"
        "e848833f2df7674022ef02e2b649482d23ade7a7/data/passiv_en_nps/")
@@ -18,19 +18,10 @@ FILES = {  # split: (file, sha256 of the upstream file at that commit)
     "test": ("passiv_en_nps.test", "3d51ce92e274c4745eab84ba4f21391f8a6f88fcf2ab63d14ec765455f5bf4d9"),
     "gen": ("passiv_en_nps.gen", "f3bae2fa6349038179828515be30eb8778e6de0a93ae443c0b4c220ecd71c902"),
 }
-TOKENS = ("decl", "passiv")
-
-
-def parse(line):
-    src, tgt = tsv_fields(2)(line)
-    token = src.rsplit(" ", 1)[-1]
-    if token not in TOKENS:
-        raise ValueError(f"the source does not end in a task token ({', '.join(TOKENS)})")
-    return src, tgt, token
 
 
 def prepare(out_dir=DATA / "passivization"):
-    return prepare_pairs("passivization", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, parse, out_dir)
+    return prepare_pairs("passivization", URL, FILES, task_token_fields(("decl", "passiv")), out_dir)
 
 
 if __name__ == "__main__":

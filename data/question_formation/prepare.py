@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, prepare_pairs, task_main, tsv_fields  # noqa: E402
+from fetch import DATA, prepare_pairs, task_main, task_token_fields  # noqa: E402
 
 URL = ("https://raw.githubusercontent.com/sebschu/multilingual-transformations/"
        "e848833f2df7674022ef02e2b649482d23ade7a7/data/question_have-havent_en/")
@@ -18,19 +18,10 @@ FILES = {  # split: (file, sha256 of the upstream file at that commit)
     "test": ("question_have.test", "4fc309dab2542dff7f0117b3e3d255eec963e4f86161c60e3eddbe8200505193"),
     "gen": ("question_have.gen", "550b5df65ae27a2a1c5ea4b191a015180788fe0ce30da7df1e63cd327044a93a"),
 }
-TOKENS = ("decl", "quest")
-
-
-def parse(line):
-    src, tgt = tsv_fields(2)(line)
-    token = src.rsplit(" ", 1)[-1]
-    if token not in TOKENS:
-        raise ValueError(f"the source does not end in a task token ({', '.join(TOKENS)})")
-    return src, tgt, token
 
 
 def prepare(out_dir=DATA / "question_formation"):
-    return prepare_pairs("question_formation", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, parse, out_dir)
+    return prepare_pairs("question_formation", URL, FILES, task_token_fields(("decl", "quest")), out_dir)
 
 
 if __name__ == "__main__":

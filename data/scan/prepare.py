@@ -33,7 +33,7 @@ def parse(line):
 
 
 def prepare(out_dir=DATA / "scan"):
-    return prepare_pairs("scan", {s: (f, URL + f, h) for s, (f, h) in FILES.items()}, parse, out_dir)
+    return prepare_pairs("scan", URL, FILES, parse, out_dir)
 
 
 if __name__ == "__main__":
