@@ -41,17 +41,19 @@ def resolve_ckpt(path):
     return path / "ckpt.pt" if path.is_dir() else path
 
 
-def make_job(args, rank, world):
+def make_job(args, rank, world, resumed_cfg=None):
     task = tasks.get_task(args.task)
     if bool(args.init_from) == bool(args.from_scratch) and not args.resume:
         raise UserError("give either --init_from CHECKPOINT or --from_scratch")
     data_dir = args.data_dir or None
-    train = tasks.read_split(task, "train", data_dir)
     every = {s: tasks.read_split(task, s, data_dir) for s in task.splits}
+    train = every["train"]
     need = max(tasks.longest(ex)[1] for ex in every.values())
 
     pretrained = None
-    if args.init_from and not args.resume:
+    if resumed_cfg is not None:
+        cfg = resumed_cfg
+    elif args.init_from:
         pretrained = load_checkpoint(resolve_ckpt(args.init_from))
         cfg = GPTConfig(**{**pretrained["model_config"], "dropout": args.dropout})
     else:

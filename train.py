@@ -218,7 +218,7 @@ def setup_processes(args):
 
 def fit(args, argv, kind, make_job):
     """The training loop shared by pretraining and fine-tuning: checkpoints, exact resume,
-    snapshots, evals, NaN guard, DDP. make_job(args, rank, world) -> Job."""
+    snapshots, evals, NaN guard, DDP. make_job(args, rank, world, resumed_config or None) -> Job."""
     check_args(args)
     out = Path(args.out_dir)
     ckpt_path = out / "ckpt.pt"
@@ -234,8 +234,9 @@ def fit(args, argv, kind, make_job):
     rank, world, device = setup_processes(args)
     ddp, master = world > 1, rank == 0
     dtype = pick_dtype(args.dtype, device)
-    job = make_job(args, rank, world)
-    cfg = GPTConfig(**resume["model_config"]) if resume else job.config
+    resumed_cfg = GPTConfig(**resume["model_config"]) if resume else None
+    job = make_job(args, rank, world, resumed_cfg)
+    cfg = resumed_cfg or job.config
 
     torch.manual_seed(args.seed)
     model = GPT(cfg)
@@ -283,7 +284,7 @@ def fit(args, argv, kind, make_job):
               "step": step, "val_loss": metrics["val_loss"], "metrics": metrics, "run_config": vars(args),
               "code_version": run_info["code_version"], "data": job.data}
         if full:  # what resuming needs; snapshots keep the weights only
-            ck.update(optimizer=optimizer.state_dict(), rng=gathered_rng(), best_val_loss=best)
+            ck.update(optimizer=optimizer.state_dict(), rng=gathered_rng(), best_val_loss=best, tokens=tokens_seen)
         return ck
 
     def run_eval(step, train_loss, elapsed):
@@ -327,6 +328,7 @@ def fit(args, argv, kind, make_job):
             loss.backward()
             loss_sum += loss.item()
             tok_window += x.numel() * world
+            tokens_seen += x.numel() * world
         if not math.isfinite(loss_sum):
             kept = f"the last good checkpoint {ckpt_path} (step {resume_step(ckpt_path)}) is kept" \
                 if ckpt_path.exists() else "no checkpoint had been written yet"
@@ -340,7 +342,6 @@ def fit(args, argv, kind, make_job):
         train_loss = loss_sum
         if time.time() - t_window > 2.0 or step == args.max_iters:
             tok_s = tok_window / (time.time() - t_window)
-            tokens_seen += tok_window
             t_window, tok_window = time.time(), 0
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
@@ -374,7 +375,7 @@ def fit(args, argv, kind, make_job):
 def main(argv=None):
     args = get_args(argv)
 
-    def make_job(args, rank, world):
+    def make_job(args, rank, world, resumed_cfg):
         train_data, val_data, meta = load_corpus(args)
         vx, vy = eval_windows(val_data, args.block_size, args.eval_iters * args.batch_size)
         return Job(config=build_config(args) if not args.resume else None,
