@@ -181,12 +181,11 @@ class Attention(nn.Module):
             if cache:
                 k, v = torch.cat((cache[0], k), 2), torch.cat((cache[1], v), 2)
             cache[:] = [k, v]
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                               dropout_p=self.dropout if self.training else 0.0)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype),
-                                               dropout_p=self.dropout if self.training else 0.0)
+        # the mask carries causality, padding and the T5 bias as one additive float tensor.
+        # (T5 folds 1/sqrt(head size) into its initialisation; here SDPA applies it as usual.)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
+                                           is_causal=mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(B, T, C))
 
 
