@@ -46,6 +46,9 @@ def get_args(argv=None):
     a("--decode_batch", type=int, default=64, help="the large batch for decode latency")
     a("--decode_tokens", type=int, default=64, help="tokens generated per decode measurement")
     a("--dtypes", default="float32,bfloat16", help="precisions to measure")
+    a("--curve", type=int, default=0, help="--train: also train nanodepth and the peers for N steps on "
+      "TinyStories with the same batches and schedule, and compare their loss curves")
+    a("--no_peers", action="store_true", help="--train: measure nanodepth only")
     a("--ckpt", default="", help="--eval: a fine-tuned checkpoint (default: a random tiny model)")
     a("--limit", type=int, default=500, help="--eval: COGS gen examples")
     a("--device", default="auto", help="auto, cpu or cuda")
@@ -165,15 +168,16 @@ def bench_train(args, device):
     dtypes = args.dtypes.split(",")
     peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
     cfg = config_for(args.model_class, args.n_layer, block=args.block, block_size=args.block_size, quiet=True)
-    ng_step, ng_cfg = nanogpt_step(args, device)
     contenders = {f"nanodepth {dt}": (nanodepth_step(cfg, args, device, dt), cfg, dt) for dt in dtypes}
     if args.compile:
         contenders["nanodepth float32 compiled"] = (nanodepth_step(cfg, args, device, "float32", True), cfg,
                                                     "float32")
-    contenders["nanoGPT-style float32"] = (ng_step, ng_cfg, "float32")
-    hf = hf_step(args, device)
-    if hf is not None:
-        contenders["transformers GPT2LMHeadModel float32"] = (hf, ng_cfg, "float32")
+    if not args.no_peers:
+        ng_step, ng_cfg = nanogpt_step(args, device)
+        contenders["nanoGPT-style float32"] = (ng_step, ng_cfg, "float32")
+        hf = hf_step(args, device)
+        if hf is not None:
+            contenders["transformers GPT2LMHeadModel float32"] = (hf, ng_cfg, "float32")
     speeds = {k: [] for k in contenders}
     mem = {}
     for _ in range(args.rounds):  # interleaved, so drift in the machine's speed hits all alike
@@ -196,7 +200,71 @@ def bench_train(args, device):
         print(f"{r['model']:<40} {r['d_ff']:>5} {r['tokens_per_s']:>9,.0f} {100 * r['mfu']:>5.1f}% "
               f"{r['peak_mem_mb']:>8,.0f}" + "".join(f" {r['tokens_per_s'] / b['tokens_per_s']:>14.2f}"
                                                      for b in base))
-    return {"matmul_peak_flops": peaks, "rows": rows}
+    result = {"matmul_peak_flops": peaks, "rows": rows}
+    if args.curve:
+        result["curves"] = loss_curves(args, device, cfg)
+    return result
+
+
+def loss_curves(args, device, cfg):
+    """nanodepth (train.py's defaults) and transformers' GPT-2 (if installed) trained on the same
+    TinyStories batches with the same AdamW schedule; train loss every 25 steps, val loss at the end."""
+    from train import eval_windows, get_batch, load_corpus, lr_at
+    ns = argparse.Namespace(dataset="tinystories", data_dir="", block_size=args.block_size)
+    train_data, val_data, _ = load_corpus(ns)
+    vx, vy = eval_windows(val_data, args.block_size, 160)
+    sched = argparse.Namespace(learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=args.curve)
+    models = {"nanodepth": GPT(cfg).to(device)}
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+        models["transformers GPT2LMHeadModel"] = GPT2LMHeadModel(GPT2Config(
+            n_layer=args.n_layer, n_embd=128, n_head=2, n_positions=args.block_size, vocab_size=50257)).to(device)
+    except ImportError:
+        pass
+
+    def loss_of(name, m, x, y):
+        if name == "nanodepth":
+            return m(x, targets=y)
+        return m(input_ids=x, labels=x).loss  # shifts inside: the same next-token targets
+
+    curves = {}
+    for name, m in models.items():
+        opt = make_optimizer(m, argparse.Namespace(weight_decay=0.1, learning_rate=2e-3, beta1=0.9, beta2=0.95),
+                             device)
+        gen = torch.Generator().manual_seed(0)
+        pts, t0 = [], time.perf_counter()
+        for it in range(args.curve):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it, sched)
+            x, y = get_batch(train_data, args.batch_size, args.block_size, gen)
+            loss = loss_of(name, m, x.to(device), y.to(device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if (it + 1) % 25 == 0:
+                pts.append((it + 1, loss.item()))
+        secs = time.perf_counter() - t0
+        m.eval()
+        with torch.no_grad():
+            val = statistics.fmean(loss_of(name, m, vx[i:i + 8].to(device), vy[i:i + 8].to(device)).item()
+                                   for i in range(0, len(vx), 8))
+        curves[name] = {"train_loss": pts, "val_loss": val, "seconds": secs}
+        print(f"{name}: {args.curve} steps in {secs:.0f} s, final train loss {pts[-1][1]:.3f}, val loss {val:.3f}")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, c in curves.items():
+        ax.plot(*zip(*c["train_loss"]), label=f"{name} (val {c['val_loss']:.2f})")
+    ax.set_xlabel(f"step ({args.batch_size} x {args.block_size} tokens)")
+    ax.set_ylabel("train loss")
+    ax.set_title("TinyStories, same batches and schedule")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(Path(args.out or "bench_train.json").with_suffix(".png"), dpi=120)
+    return curves
 
 
 def bench_depths(args, device):

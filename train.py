@@ -296,7 +296,7 @@ def fit(args, argv, kind, make_job):
         model.train(was_training)
         best = min(best, metrics["val_loss"])
         rec = {"step": step, "train_loss": train_loss, **metrics, "val_ppl": math.exp(metrics["val_loss"]),
-               "lr": lr_at(max(step - 1, 0), args), "tokens": tokens_seen, "elapsed_s": elapsed}
+               "lr": lr, "tokens": tokens_seen, "elapsed_s": elapsed}
         if master:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -307,7 +307,7 @@ def fit(args, argv, kind, make_job):
     budget_s = args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=step, disable=args.quiet or not master, unit="step",
                dynamic_ncols=True)
-    train_loss, tok_s, metrics = float("nan"), 0.0, None
+    train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(step, args)
     tokens_seen = resume.get("tokens", 0) if resume else 0
     t_window, tok_window = time.time(), 0
     while step < args.max_iters:
