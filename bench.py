@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from common import UserError, autocast, code_version, cpu_has_amx, main_guard, pick_device
+from common import UserError, autocast, code_version, cpu_has_amx, keep_freed_memory, main_guard, pick_device
 from model import GPT, GPTConfig, config_for, count_params, parse_int_list
 from train import make_optimizer
 
@@ -331,6 +331,8 @@ def main(argv=None):
     if args.train and args.eval:
         raise UserError("choose one of --train and --eval")
     device = pick_device(args.device)
+    if device == "cpu":
+        keep_freed_memory()  # as train.py does
     torch.manual_seed(0)
     mode = "train" if args.train else "eval" if args.eval else "depths"
     result = {"train": bench_train, "eval": bench_eval, "depths": bench_depths}[mode](args, device)

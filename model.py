@@ -39,7 +39,7 @@ class GPTConfig:
     num_buckets: int = 32           # T5 relative position bias
     max_distance: int = 128
     dropout: float = 0.0
-    loss_chunk: int = 1024          # tokens per chunk of the output head + loss; 0 = plain
+    loss_chunk: int = 256           # tokens per chunk of the output head + loss; 0 = plain
 
     def __post_init__(self):
         if self.block not in BLOCKS:

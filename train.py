@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, load_checkpoint, main_guard,
+from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, keep_freed_memory, load_checkpoint,
+                    main_guard,
                     pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
 from model import GPT, GPTConfig, MODEL_CLASSES, config_for, count_params
 
@@ -76,7 +77,7 @@ def add_model_flags(p):
     a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
     a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
     a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
-    a("--loss_chunk", type=int, default=1024, help="tokens per chunk of the output head + loss (0: plain)")
+    a("--loss_chunk", type=int, default=256, help="tokens per chunk of the output head + loss (0: plain)")
 
 
 def get_args(argv=None):
@@ -232,6 +233,8 @@ def fit(args, argv, kind, make_job):
     elif ckpt_path.exists() and not args.overwrite:
         raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
     rank, world, device = setup_processes(args)
+    if device == "cpu":
+        keep_freed_memory()
     ddp, master = world > 1, rank == 0
     dtype = pick_dtype(args.dtype, device)
     resumed_cfg = GPTConfig(**resume["model_config"]) if resume else None
