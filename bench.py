@@ -42,7 +42,8 @@ def get_args(argv=None):
     a("--batch_size", type=int, default=8, help="sequences per training step")
     a("--block_size", type=int, default=256, help="context length")
     a("--steps", type=int, default=10, help="timed training steps per measurement (after 3 warm-up steps)")
-    a("--rounds", type=int, default=3, help="--train: interleaved rounds; the median is reported")
+    a("--rounds", type=int, default=3, help="--train: interleaved rounds; the median is reported "
+      "(0 with --curve: the loss curves only)")
     a("--decode_batch", type=int, default=64, help="the large batch for decode latency")
     a("--decode_tokens", type=int, default=64, help="tokens generated per decode measurement")
     a("--dtypes", default="float32,bfloat16", help="precisions to measure")
@@ -164,10 +165,12 @@ def hf_step(args, device):
 # --- modes -------------------------------------------------------------------------------------------
 
 def bench_train(args, device):
+    cfg = config_for(args.model_class, args.n_layer, block=args.block, block_size=args.block_size, quiet=True)
+    if args.rounds == 0:  # loss curves only
+        return {"curves": loss_curves(args, device, cfg)}
     tokens = args.batch_size * args.block_size
     dtypes = args.dtypes.split(",")
     peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
-    cfg = config_for(args.model_class, args.n_layer, block=args.block, block_size=args.block_size, quiet=True)
     contenders = {f"nanodepth {dt}": (nanodepth_step(cfg, args, device, dt), cfg, dt) for dt in dtypes}
     if args.compile:
         contenders["nanodepth float32 compiled"] = (nanodepth_step(cfg, args, device, "float32", True), cfg,
