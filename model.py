@@ -312,7 +312,7 @@ class GPT(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def _attention_inputs(self, B, T, past, valid, device):
+    def _attention_inputs(self, T, past, valid, device):
         """Additive attention mask (with the T5 bias) and rotary angles for query positions
         past..past+T-1 against keys 0..past+T-1. `valid` (B, past+T) marks real tokens; padding
         is on the left, so for real tokens index differences are true distances."""
@@ -349,7 +349,7 @@ class GPT(nn.Module):
         past = cache[0][0].size(2) if cache and cache[0] else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
-        mask, rot, pos = self._attention_inputs(B, T, past, valid, idx.device)
+        mask, rot, pos = self._attention_inputs(T, past, valid, idx.device)
         x = self.wte(idx)
         if self.config.pos == "learned":
             x = x + self.wpe(pos)

@@ -311,6 +311,7 @@ def fit(args, argv, kind, make_job):
     bar = tqdm(total=args.max_iters, initial=step, disable=args.quiet or not master, unit="step",
                dynamic_ncols=True)
     train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(step, args)
+    saved_step = step if resume else None  # the step of the checkpoint on disk, for the NaN message
     tokens_seen = resume.get("tokens", 0) if resume else 0
     t_window, tok_window = time.time(), 0
     while step < args.max_iters:
@@ -333,8 +334,8 @@ def fit(args, argv, kind, make_job):
             tok_window += x.numel() * world
             tokens_seen += x.numel() * world
         if not math.isfinite(loss_sum):
-            kept = f"the last good checkpoint {ckpt_path} (step {resume_step(ckpt_path)}) is kept" \
-                if ckpt_path.exists() else "no checkpoint had been written yet"
+            kept = f"the last good checkpoint {ckpt_path} (step {saved_step}) is kept" \
+                if saved_step is not None else "no checkpoint had been written yet"
             raise UserError(f"loss became {loss_sum} at step {step + 1}; {kept}; resume it with "
                             "--resume and a lower --learning_rate (or --dtype float32)")
         if args.grad_clip > 0:
@@ -358,6 +359,7 @@ def fit(args, argv, kind, make_job):
                 save_atomic(checkpoint(step, metrics, full=False), out / "snapshots" / f"step_{step:07d}.pt")
             if step % args.eval_interval == 0 or last:
                 ck = checkpoint(step, metrics)
+                saved_step = step
                 if master:
                     save_atomic(ck, ckpt_path)
                     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
@@ -390,13 +392,6 @@ def main(argv=None):
                    describe=f"{args.model_class} ")
 
     return fit(args, argv, "pretrain", make_job)
-
-
-def resume_step(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)["step"]
-    except Exception:
-        return "?"
 
 
 if __name__ == "__main__":
