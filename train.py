@@ -10,6 +10,7 @@ Writes out_dir/ckpt.pt (atomic, resumable with --resume), out_dir/snapshots/ (ev
 and out_dir/summary.json.
 """
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -372,6 +373,10 @@ def fit(args, argv, kind, make_job):
     if master:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if ddp:
+        # free the DDP wrapper (it holds the process group) before tearing the group down: left to
+        # interpreter shutdown, gloo's threads can die unjoined and abort the process after a good run
+        del train_model
+        gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary

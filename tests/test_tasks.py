@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,20 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, load_prepare
 
 import tasks
 from common import UserError
 from model import GPT, GPTConfig
 
 MIRROR = SHARED / "data"
-
-
-def load_prepare(folder):
-    spec = importlib.util.spec_from_file_location(f"prep_{folder}", ROOT / "data" / folder / "prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
