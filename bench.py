@@ -279,12 +279,15 @@ def bench_depths(args, device):
         fl = count_params(cfg, args.block_size)["forward_flops_per_token"]
         row = {"n_layer": n, "d_ff": cfg.d_ff, "forward_flops_per_token": fl}
         for dt in dtypes:
-            reset_peak(device)
-            tps = train_steps(nanodepth_step(cfg, args, device, dt), args.steps,
-                              args.batch_size * args.block_size, device)
-            row[f"train_tokens_per_s_{dt}"] = tps
-            row[f"mfu_{dt}"] = tps * 3 * fl / peaks[dt]
-            row[f"train_peak_mem_mb_{dt}"] = peak_mb(device)
+            for compiled in (False, True) if args.compile else (False,):
+                name = dt + ("_compiled" if compiled else "")
+                reset_peak(device)
+                tps = train_steps(nanodepth_step(cfg, args, device, dt, compiled), args.steps,
+                                  args.batch_size * args.block_size, device)
+                row[f"train_tokens_per_s_{name}"] = tps
+                row[f"mfu_{name}"] = tps * 3 * fl / peaks[dt]
+                row[f"train_peak_mem_mb_{name}"] = peak_mb(device)
+                print(f"  n_layer {n} {name}: {tps:,.0f} tokens/s, MFU {row[f'mfu_{name}']:.1%}", flush=True)
         model = GPT(cfg).to(device).eval()
         for b in (1, args.decode_batch):
             prompt = torch.randint(0, 50000, (b, 16), device=device)
