@@ -78,7 +78,8 @@ def add_model_flags(p):
     a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
     a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
     a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
-    a("--loss_chunk", type=int, default=256, help="tokens per chunk of the output head + loss (0: plain)")
+    a("--loss_chunk", type=int, default=-1,
+      help="tokens per chunk of the output head + loss (0: whole logits; -1: 256 on CPU, 8192 on GPU)")
 
 
 def get_args(argv=None):
