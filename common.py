@@ -161,12 +161,14 @@ def sha256_file(path, chunk=1 << 20):
 
 
 def code_version():
-    """The git commit of this code, with '+dirty' when the tree has uncommitted changes."""
+    """The git commit of this code, with '+dirty' when the tree has uncommitted changes. A copy
+    without .git (a cluster job, a GPU box) can name its commit in NANODEPTH_CODE_VERSION."""
+    fallback = os.environ.get("NANODEPTH_CODE_VERSION", "unknown")
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev + ("+dirty" if dirty else "")) or "unknown"
+        return (rev + ("+dirty" if dirty else "")) if rev else fallback
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return fallback

@@ -6,7 +6,8 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1 TIKTOKEN_CACHE_DIR=$PWD/.gpu/tiktoken_cache NANODEPTH_MIRROR=$PWD/.gpu/data
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
-echo "commit $(cat .gpu/commit 2>/dev/null)" | tee "$O/env.txt"
+export NANODEPTH_CODE_VERSION=$(cat .gpu/commit 2>/dev/null)  # the copy there has no .git
+echo "commit $NANODEPTH_CODE_VERSION" | tee "$O/env.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv | tee -a "$O/env.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$O/env.txt"
 
