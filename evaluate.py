@@ -67,8 +67,7 @@ def perplexity(model, ck, args, device, dtype):
             "block_size": ns.block_size, "val_loss": loss, "perplexity": math.exp(loss)}
 
 
-def score_split(model, task, split, args):
-    examples = tasks.read_split(task, split, args.data_dir or None)
+def score_split(model, task, split, examples, args):
     tasks.check_fits(examples, model.config.block_size, model.config.vocab_size, f"{task.name} {split}")
     if args.limit:
         examples = (random.Random(args.seed).sample(examples, min(args.limit, len(examples))) if args.sample
@@ -121,11 +120,12 @@ def main(argv=None):
         splits = args.split.split(",") if args.split else [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
         for s in splits:
             tasks.split_path(task, s)  # an unknown split fails before any decoding
+        every = {s: tasks.read_split(task, s, args.data_dir or None) for s in splits}
         if model.config.pos != "learned":  # relative positions stretch: fit the longest example
-            need = max(tasks.longest(tasks.read_split(task, s, args.data_dir or None))[1] for s in splits)
+            need = max(tasks.longest(ex)[1] for ex in every.values())
             model.config.block_size = max(model.config.block_size, need)
         with autocast(device, dtype):
-            results = [score_split(model, task, s, args) for s in splits]
+            results = [score_split(model, task, s, every[s], args) for s in splits]
         report.update(task=task.name, limit=args.limit, cache=not args.no_cache, results=results)
         print_table(task, results)
         name = f"eval_{task.name}" + (f"_limit{args.limit}" if args.limit else "")
