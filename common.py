@@ -1,5 +1,6 @@
 """Helpers shared by the scripts: errors, devices and precision, checkpoints, provenance."""
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -148,6 +149,14 @@ def set_rng_state(s, generator=None):
         torch.cuda.set_rng_state_all(s["cuda"])
     if generator is not None:
         generator.set_state(s["data"])
+
+
+def load_prepare(folder):
+    """data/<folder>/prepare.py as a module (the data folders hold scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"prepare_{folder}", ROOT / "data" / folder / "prepare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 # --- provenance -------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def main(argv=None):
         task = tasks.get_task(args.task)
         splits = args.split.split(",") if args.split else [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
         for s in splits:
-            tasks.split_path(task, s)  # an unknown split fails before any decoding
+            tasks.split_path(task, s)  # an unknown split fails before any split is read or prepared
         every = {s: tasks.read_split(task, s, args.data_dir or None) for s in splits}
         if model.config.pos != "learned":  # relative positions stretch: fit the longest example
             need = max(tasks.longest(ex)[1] for ex in every.values())

@@ -7,13 +7,12 @@ A pair becomes   source tokens, SEP, target tokens, EOT   (minGPT's adder, as a 
 the loss is on the target and EOT only, and the model answers a prompt `source SEP` by greedy
 decoding until EOT. Exact match compares the decoded answer with the target, whitespace-normalized.
 """
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, sha256_file
+from common import ROOT, UserError, gpt2_encoder, load_prepare, sha256_file
 
 SEP = "\n"  # one GPT-2 token (198) between source and target
 
@@ -94,10 +93,7 @@ def read_split(task, split, data_dir=None):
         if data_dir:
             raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
         print(f"{task.folder} is not prepared yet; preparing it with data/{task.folder}/prepare.py")
-        spec = importlib.util.spec_from_file_location(f"prepare_{task.folder}", ROOT / "data" / task.folder / "prepare.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        mod.prepare(folder)
+        load_prepare(task.folder).prepare(folder)
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         f = line.split("\t")

@@ -11,7 +11,6 @@ and out_dir/summary.json.
 """
 import argparse
 import gc
-import importlib.util
 import json
 import math
 import os
@@ -26,8 +25,7 @@ import torch
 from tqdm import tqdm
 
 from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, keep_freed_memory, load_checkpoint,
-                    main_guard,
-                    pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
+                    load_prepare, main_guard, pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
 from model import GPT, GPTConfig, MODEL_CLASSES, config_for, count_params
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4")
@@ -99,12 +97,8 @@ def get_args(argv=None):
 
 def prepare_corpus(name, data_dir):
     """Prepare a known corpus on first use, through its own data/<name>/prepare.py."""
-    script = ROOT / "data" / name / "prepare.py"
-    spec = importlib.util.spec_from_file_location(f"prepare_{name}", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    print(f"{name} is not prepared yet; preparing it with {script.relative_to(ROOT)}")
-    mod.prepare(data_dir)
+    print(f"{name} is not prepared yet; preparing it with data/{name}/prepare.py")
+    load_prepare(name).prepare(data_dir)
 
 
 def load_corpus(args):

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,13 +11,17 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
 os.environ.setdefault("NANODEPTH_MIRROR", str(SHARED / "data"))
 
+import torch  # noqa: E402
 
-def load_prepare(folder):
-    """data/<folder>/prepare.py as a module (the folders are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"prep_{folder}", ROOT / "data" / folder / "prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from common import load_prepare  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+
+
+def small_model(block="paper", pos="", vocab=101, **kw):
+    """A two-layer model small enough for exact comparisons, the same weights every call."""
+    torch.manual_seed(0)
+    return GPT(GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=vocab, block_size=64,
+                         block=block, pos=pos, **kw))
 
 
 @pytest.fixture(scope="session")

@@ -7,22 +7,16 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, load_prepare
+from common import load_checkpoint, load_prepare
+from conftest import ROOT, small_model
 
 import tasks
 import train
-from common import load_checkpoint
-from model import GPT, GPTConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 FAST = ["--model_class", "tiny", "--n_layer", "2", "--batch_size", "4", "--block_size", "64",
         "--eval_iters", "2", "--warmup_iters", "2", "--quiet", "--device", "cuda"]
-
-
-def small_model(**kw):
-    torch.manual_seed(0)
-    return GPT(GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=101, block_size=64, **kw))
 
 
 def rel(a, b):

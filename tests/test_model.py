@@ -6,18 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT
+from conftest import ROOT, small_model
 from model import (BLOCKS, MODEL_CLASSES, POSITIONS, GPT, GPTConfig, config_for, count_params,
                    d_ff_for, t5_bucket)
 
 OPTIONS = [(b, p) for b in BLOCKS for p in POSITIONS]
-
-
-def small_model(block, pos, vocab=101, **kw):
-    torch.manual_seed(0)
-    cfg = GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=vocab, block_size=64,
-                    block=block, pos=pos, **kw)
-    return GPT(cfg)
 
 
 def test_published_41m_table():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, SHARED, load_prepare
+from conftest import ROOT, SHARED
 
 import tasks
-from common import UserError
+from common import UserError, load_prepare
 from model import GPT, GPTConfig
 
 MIRROR = SHARED / "data"
