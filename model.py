@@ -4,7 +4,8 @@ depth for feed-forward width at a fixed parameter count.
 
 Two blocks, chosen in the config:
   paper: T5X decoder-only. Pre-norm RMSNorm (scale only), no biases, gated-GELU FFN
-         wo(gelu(wi_0 x) * wi_1 x), T5 relative position bias shared by all layers, untied head.
+         wo(gelu(wi_0 x) * wi_1 x), T5 relative position bias (one table per layer, as T5X's
+         decoder-only models had at the paper's time), untied head, T5X's fan-in initialisation.
   gpt2:  nanoGPT's block. LayerNorm with bias, biased linears, two-matrix GELU MLP, learned
          absolute positions, tied embeddings.
 Position is a separate dial (t5 | learned | rope) so any block can take any of the three.
@@ -38,6 +39,9 @@ class GPTConfig:
     pos: str = ""                   # t5 | learned | rope; "" = the block's own (t5 / learned)
     num_buckets: int = 32           # T5 relative position bias
     max_distance: int = 128
+    rel_bias: str = "per_layer"     # T5 bias tables: per_layer (T5X at the paper's time) | shared
+    init: str = ""                  # t5x | gpt2; "" = the block's own (paper: t5x, gpt2: gpt2)
+    tie_embeddings: int = -1        # 1: output head = input embedding; 0: untied; -1: the block's own
     dropout: float = 0.0
     loss_chunk: int = -1            # tokens per chunk of the output head + loss; 0 = plain, -1 = auto
 
@@ -50,14 +54,27 @@ class GPTConfig:
             raise ValueError(f"unknown pos {self.pos!r}; choose one of {', '.join(POSITIONS)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        if not self.init:
+            self.init = "t5x" if self.block == "paper" else "gpt2"
+        if self.tie_embeddings < 0:
+            self.tie_embeddings = int(self.block == "gpt2")
+        for name, value, allowed in (("rel_bias", self.rel_bias, REL_BIAS), ("init", self.init, INITS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
 
     @property
     def tied(self):
-        return self.block == "gpt2"
+        return bool(self.tie_embeddings)
+
+    @property
+    def n_rel_tables(self):
+        return (self.n_layer if self.rel_bias == "per_layer" else 1) if self.pos == "t5" else 0
 
 
 BLOCKS = ("paper", "gpt2")
 POSITIONS = ("t5", "learned", "rope")
+REL_BIAS = ("per_layer", "shared")
+INITS = ("t5x", "gpt2")
 
 # ----------------------------------------------------------------------------------------------
 # Parameter matching (PAPER.md, "Parameter matching")
@@ -122,7 +139,8 @@ def count_params(cfg, context=None):
     fixed, per_dff = layer_params(d, cfg.block)
     layers = cfg.n_layer * (fixed + per_dff * cfg.d_ff)
     final_norm = d if cfg.block == "paper" else 2 * d
-    pos = {"t5": cfg.num_buckets * cfg.n_head, "learned": cfg.block_size * d, "rope": 0}[cfg.pos]
+    pos = {"t5": cfg.num_buckets * cfg.n_head * cfg.n_rel_tables, "learned": cfg.block_size * d,
+           "rope": 0}[cfg.pos]
     embedding = V * d * (1 if cfg.tied else 2) + (pos if cfg.pos == "learned" else 0)
     non_embedding = layers + final_norm + (pos if cfg.pos == "t5" else 0)
     # Forward FLOPs per token, Kaplan et al. (2020): 2 per weight of every matmul (the head
@@ -167,13 +185,18 @@ class Attention(nn.Module):
         super().__init__()
         bias = cfg.block == "gpt2"
         self.n_head = cfg.n_head
+        if cfg.pos == "t5" and cfg.rel_bias == "per_layer":  # this layer's own T5 bias table
+            self.rel_bias = nn.Embedding(cfg.num_buckets, cfg.n_head)
+            self.rel_bias.rel_table = True
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=bias)
         self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
         self.o.residual = True
         self.dropout = cfg.dropout
 
-    def forward(self, x, mask, rot, cache):
+    def forward(self, x, mask, rot, cache, buckets=None):
         B, T, C = x.shape
+        if buckets is not None:  # add this layer's bias; contiguous for the fast GPU kernels (below)
+            mask = (mask + self.rel_bias(buckets).permute(2, 0, 1)[None]).contiguous()
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if rot is not None:
             q, k = rope(q, *rot), rope(k, *rot)
@@ -218,8 +241,8 @@ class Block(nn.Module):
         self.norm2, self.ffn = Norm(cfg.d_model), FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, rot, cache=None):
-        x = x + self.drop(self.attn(self.norm1(x), mask, rot, cache))
+    def forward(self, x, mask, rot, cache=None, buckets=None):
+        x = x + self.drop(self.attn(self.norm1(x), mask, rot, cache, buckets))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -233,10 +256,12 @@ class ChunkedCrossEntropy(torch.autograd.Function):
     chunk's logits are made, turned into their gradient (softmax - onehot) on the spot, and
     dropped; the gradients of h and w are kept for backward, so nothing is recomputed.
     The vocabulary is padded to a multiple of 64 with logits of -inf (softmax 0): GPT-2's 50257
-    makes every logits row misaligned, which sends GPU matmuls to slow kernels (measured on an H100)."""
+    makes every logits row misaligned, which sends GPU matmuls to slow kernels (measured on an H100).
+    z_loss adds z_loss * log(Z)^2 per token (T5X); its gradient scales each row's softmax by
+    (1 + 2 z_loss log Z)."""
 
     @staticmethod
-    def forward(ctx, h, w, targets, chunk, dtype):
+    def forward(ctx, h, w, targets, chunk, dtype, z_loss=0.0):
         n = max(targets.numel(), 1)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         V = w.size(0)
@@ -260,14 +285,20 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                 m = e.amax(dim=-1, keepdim=True)
                 p = e.sub_(m).exp_()  # exp(x - max) never overflows; softmax = p / z
                 z = p.sum(dim=-1, keepdim=True)
-                loss += (m.squeeze(1) + z.log().squeeze(1) - target_logit).sum()
+                lse = m + z.log()  # log Z, (chunk, 1)
+                loss += (lse.squeeze(1) - target_logit).sum()
             else:  # bf16 (GPUs): the logits are bf16 already, so one fused softmax pass (fp32 inside)
                 e = hc @ wc.t()
                 e[:, V:] = float("-inf")
                 p, z = torch.softmax(e, dim=-1), 1.0
                 # -log p[target] from bf16 p: off by at most 2^-8 relative in p, i.e. 0.004 in the
                 # token's loss, less than the rounding of the bf16 logits themselves
-                loss += -p[rows, tc].to(acc).clamp_min(torch.finfo(dtype).tiny).log().sum()
+                nll = -p[rows, tc].to(acc).clamp_min(torch.finfo(dtype).tiny).log()
+                loss += nll.sum()
+                lse = (nll + e[rows, tc].to(acc))[:, None]  # log Z = -log p[target] + its logit
+            if z_loss:
+                loss += z_loss * lse.square().sum()
+                z = z / (1 + 2 * z_loss * lse)  # folds the z-loss gradient into the softmax scale
             if need_grad:
                 # d loss / d logits = (softmax - onehot) / n. The division by z and n and the
                 # onehot are applied to the small operands, never to the (chunk x vocab) tensor.
@@ -285,7 +316,7 @@ class ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * g, grad_w * g, None, None, None
+        return grad_h * g, grad_w * g, None, None, None, None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,21 +329,39 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.pos == "learned":
             self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
-        elif cfg.pos == "t5":  # one table shared by all layers, as in T5
+        elif cfg.pos == "t5" and cfg.rel_bias == "shared":  # one table for all layers, as in T5
             self.rel_bias = nn.Embedding(cfg.num_buckets, cfg.n_head)
+            self.rel_bias.rel_table = True
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = RMSNorm(cfg.d_model) if cfg.block == "paper" else nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tied:
             self.lm_head.weight = self.wte.weight
-        self.apply(self._init_weights)
+        self.apply(self._init_t5x if cfg.init == "t5x" else self._init_gpt2)
 
-    def _init_weights(self, module):
+    def _init_t5x(self, module):
+        # T5X: every dense kernel std 1/sqrt(fan_in) (truncated normal), so each layer's output
+        # has unit variance whatever its width: an FFN of d_ff 97 writes into the residual stream
+        # as strongly as one of d_ff 4779. (GPT-2's fixed 0.02 would make the FFN branch's output
+        # variance proportional to d_ff, leaving deep, narrow models with near-inert FFNs: a
+        # confound with depth.) T5X also shrinks the query kernel by sqrt(head_dim) because it does
+        # not scale attention logits; SDPA scales them, so q is not shrunk here.
+        # Token embeddings N(0, 1); the T5 bias tables uniform with variance_scaling(fan_avg).
+        if isinstance(module, nn.Linear):
+            fan_in = module.weight.size(1)
+            std = 1 / math.sqrt(fan_in) / 0.87962566  # T5X divides by the truncation's shrinkage
+            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        elif getattr(module, "rel_table", False):
+            limit = math.sqrt(3 / ((module.weight.size(0) + module.weight.size(1)) / 2))
+            nn.init.uniform_(module.weight, -limit, limit)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=1.0)
+
+    def _init_gpt2(self, module):
         # GPT-2's scheme (as in nanoGPT): N(0, 0.02) everywhere, and the projections that write
         # into the residual stream scaled by 1/sqrt(2 * n_layer), so the residual stream's
-        # variance at init does not grow with depth: depth is the variable under study, and it
-        # should not also change the scale at initialisation.
+        # variance at init does not grow with depth.
         if isinstance(module, (nn.Linear, nn.Embedding)):
             std = 0.02
             if getattr(module, "residual", False):
@@ -337,7 +386,7 @@ class GPT(nn.Module):
             inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=device).float() / hd))
             ang = pos.float()[:, None, :, None] * inv  # (B|1, 1, T, hd/2)
             rot = (ang.cos(), ang.sin())
-        mask = None
+        mask, buckets = None, None
         if cfg.pos == "t5" or valid is not None or past > 0:
             causal = k_idx[None, :] <= q_idx[:, None]
             allowed = causal[None, None]  # (1, 1, T, K)
@@ -346,45 +395,51 @@ class GPT(nn.Module):
             mask = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
             if cfg.pos == "t5":
                 buckets = t5_bucket(k_idx[None, :] - q_idx[:, None], cfg.num_buckets, cfg.max_distance)
-                # contiguous: a mask whose last dimension is strided sends GPU attention to the
-                # slow math kernel instead of the memory-efficient one (seen on an H100)
-                mask = (mask + self.rel_bias(buckets).permute(2, 0, 1)[None]).contiguous()
-        return mask, rot, pos
+                if cfg.rel_bias == "shared":
+                    # contiguous: a mask whose last dimension is strided sends GPU attention to the
+                    # slow math kernel instead of the memory-efficient one (seen on an H100)
+                    mask = (mask + self.rel_bias(buckets).permute(2, 0, 1)[None]).contiguous()
+                    buckets = None
+        return mask, rot, pos, buckets
 
-    def forward(self, idx, targets=None, valid=None, cache=None):
+    def forward(self, idx, targets=None, valid=None, cache=None, z_loss=0.0):
         """idx (B, T) token ids. targets (B, T): the loss is returned, mean over targets != -1.
         valid (B, T_past + T) bool: which tokens are real (left padding), for batched decoding.
         cache: a list of per-layer [k, v] lists, filled and extended in place.
+        z_loss: weight of T5X's auxiliary loss log(Z)^2, which keeps the softmax normalizer near 1.
         Without targets, the logits (B, T, vocab) are returned."""
         B, T = idx.shape
         past = cache[0][0].size(2) if cache and cache[0] else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
-        mask, rot, pos = self._attention_inputs(T, past, valid, idx.device)
+        mask, rot, pos, buckets = self._attention_inputs(T, past, valid, idx.device)
         x = self.wte(idx)
         if self.config.pos == "learned":
             x = x + self.wpe(pos)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, rot, None if cache is None else cache[i])
+            x = block(x, mask, rot, None if cache is None else cache[i], buckets)
         x = self.norm_f(x)
+        if self.config.tied and self.config.init == "t5x":
+            x = x * self.config.d_model ** -0.5  # T5: a tied head over N(0, 1) embeddings is rescaled
         if targets is None:
             return self.lm_head(x)
-        return self.loss(x, targets)
+        return self.loss(x, targets, z_loss)
 
-    def loss(self, x, targets):
+    def loss(self, x, targets, z_loss=0.0):
         keep = targets.reshape(-1) != -1  # only answer tokens carry loss: drop the rest first
         h, t = x.reshape(-1, x.size(-1))[keep], targets.reshape(-1)[keep]
         w = self.lm_head.weight
         if not self.config.loss_chunk:
-            return F.cross_entropy(self.lm_head(h).float(), t)
+            logits = self.lm_head(h).float()
+            return F.cross_entropy(logits, t) + z_loss * logits.logsumexp(-1).square().mean()
         dev = h.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
         chunk = self.config.loss_chunk
         if chunk < 0:  # measured best: a CPU wants small chunks, a GPU large matmuls (results/gpu)
             chunk = 256 if dev == "cpu" else 8192
         with torch.autocast(dev, enabled=False):
-            return ChunkedCrossEntropy.apply(h, w, t, chunk, dtype)
+            return ChunkedCrossEntropy.apply(h, w, t, chunk, dtype, z_loss)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,

@@ -4,6 +4,11 @@ splits live, which split is in-distribution and which tests generalization, each
 category, and how a (source, target) pair becomes a causal-LM sequence.
 
 A pair becomes   source tokens, SEP, target tokens, EOT   (minGPT's adder, as a prompt):
+source and target are each encoded with a leading space, so that a word is one and the same
+token wherever it stands (as with T5's SentencePiece, which the paper used). Plain GPT-2 BPE
+gives "Paula" at the start of a text as [12041, 64] and " Paula" after a space as [36025]: in
+COGS the subject opens the source and reappears after "= " in the target, so a name seen only
+as an object in training could never be copied into the subject role.
 the loss is on the target and EOT only, and the model answers a prompt `source SEP` by greedy
 decoding until EOT. Exact match compares the decoded answer with the target, whitespace-normalized.
 """
@@ -103,9 +108,14 @@ def read_split(task, split, data_dir=None):
         rows.append((f[0], f[1], f[2] if len(f) == 3 else task.name))
     enc = gpt2_encoder()
     sep = enc.encode_ordinary(SEP)
-    srcs = enc.encode_ordinary_batch([r[0] for r in rows])
-    tgts = enc.encode_ordinary_batch([r[1] for r in rows])
+    srcs = enc.encode_ordinary_batch([with_space(r[0]) for r in rows])
+    tgts = enc.encode_ordinary_batch([with_space(r[1]) for r in rows])
     return [Example(s, t, c, p + sep, a + [enc.eot_token]) for (s, t, c), p, a in zip(rows, srcs, tgts)]
+
+
+def with_space(text):
+    """The text with exactly one leading space: every word then has its ' word' token."""
+    return " " + text.lstrip(" ")
 
 
 def longest(examples):

@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, keep_freed_memory, load_checkpoint,
                     load_prepare, main_guard, pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
-from model import GPT, GPTConfig, MODEL_CLASSES, config_for, count_params
+from model import GPT, GPTConfig, INITS, MODEL_CLASSES, REL_BIAS, config_for, count_params
 
-PREPARABLE = ("tinystories", "tinyshakespeare", "c4")
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
+PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
+OPTIMIZERS = ("adamw", "adafactor")
+RESUME_MAY_CHANGE = ("config", "max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
                      "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
 
 
@@ -49,10 +50,17 @@ def add_training_flags(p, **defaults):
     a("--max_iters", type=int, default=d["max_iters"], help="optimizer steps")
     a("--max_minutes", type=float, default=0, help="stop after this much training time, the learning rate "
       "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
-    a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate")
+    a("--optimizer", default="adamw", choices=OPTIMIZERS, help="adamw, or adafactor as T5X ran it "
+      "(factored second moments, update clipping, steps relative to each parameter's RMS, "
+      "torch.optim.Adafactor)")
+    a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate (adafactor: "
+      "its relative step, applied as min(lr, 1/sqrt(step)); T5X: 1e-2 pretraining, 1e-3 fine-tuning)")
+    a("--lr_schedule", default="cosine", choices=("cosine", "constant"), help="cosine: warmup, then "
+      "cosine decay to min_lr; constant: warmup, then learning_rate (with adafactor T5X's schedule)")
     a("--min_lr", type=float, default=d["min_lr"], help="learning rate at the end of the cosine decay")
     a("--warmup_iters", type=int, default=d["warmup_iters"], help="linear warmup steps")
     a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
+    a("--z_loss", type=float, default=0.0, help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
     a("--beta1", type=float, default=0.9, help="AdamW beta1")
     a("--beta2", type=float, default=0.95, help="AdamW beta2")
     a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")
@@ -75,7 +83,14 @@ def add_model_flags(p):
     a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
     a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
     a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
-    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0)")
+    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0 in "
+      "pretraining, 0.1 in fine-tuning)")
+    a("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: one per layer (T5X at "
+      "the paper's time) or one shared by all layers")
+    a("--init", default="", choices=("",) + INITS, help="initialisation: t5x (fan-in) or gpt2 "
+      "(N(0, 0.02)); default: the block's own")
+    a("--tie_embeddings", type=int, default=-1, choices=(-1, 0, 1), help="1: the output head is the "
+      "input embedding; 0: untied (the paper); -1: the block's own")
     a("--loss_chunk", type=int, default=-1,
       help="tokens per chunk of the output head + loss (0: whole logits; -1: 256 on CPU, 8192 on GPU)")
 
@@ -152,16 +167,23 @@ def evaluate_loss(model, x, y, batch_size):
 
 def lr_at(it, args, time_frac=0.0):
     """Linear warmup, then cosine decay to min_lr at max_iters (or at the end of --max_minutes,
-    whichever comes first)."""
+    whichever comes first), or constant."""
     if it < args.warmup_iters:
         return args.learning_rate * (it + 1) / args.warmup_iters
+    if args.lr_schedule == "constant":
+        return args.learning_rate
     frac = min(1.0, max(time_frac, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters)))
     return args.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (args.learning_rate - args.min_lr)
 
 
 def make_optimizer(model, args, device):
-    """AdamW; matrices and embeddings decay, norms and biases do not. Fused on CUDA, foreach on CPU."""
+    """AdamW (matrices and embeddings decay, norms and biases do not; fused on CUDA, foreach on CPU),
+    or Adafactor as T5X ran it: torch's takes steps of min(lr, 1/sqrt(t)) * max(1e-3, RMS(param)),
+    T5X's rule (decay exponent 0.8, update clipping 1, no momentum, no weight decay)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "adafactor":
+        return torch.optim.Adafactor(params, lr=args.learning_rate, beta2_decay=-0.8, d=1.0,
+                                     weight_decay=0.0, foreach=not device.startswith("mps"))
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -184,7 +206,8 @@ def build_config(args, block_size=None):
     try:
         return config_for(args.model_class, args.n_layer, block=args.block, pos=args.pos,
                           block_size=block_size or args.block_size, dropout=args.dropout,
-                          loss_chunk=args.loss_chunk)
+                          loss_chunk=args.loss_chunk, rel_bias=args.rel_bias, init=args.init,
+                          tie_embeddings=args.tie_embeddings)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -324,7 +347,7 @@ def fit(args, argv, kind, make_job):
             sync = not ddp or micro == args.gradient_accumulation_steps - 1
             ctx = nullcontext() if sync else train_model.no_sync()  # all-reduce once per step
             with ctx, autocast(device, dtype):
-                loss = train_model(x, targets=y) / args.gradient_accumulation_steps
+                loss = train_model(x, targets=y, z_loss=args.z_loss) / args.gradient_accumulation_steps
             loss.backward()
             loss_sum += loss.item()
             tok_window += x.numel() * world

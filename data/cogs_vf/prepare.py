@@ -1,5 +1,6 @@
 """COGS, variable-free logical forms (Qiu et al. 2022), as converted upstream in ReCOGS's
-variable_free/ folder: the same sentences and categories as COGS, nested-call targets.
+variable_free/ folder: the same sentences and categories as COGS, nested-call targets; the 143
+`primitive` training rows get the word itself as target, as Qiu et al.'s own preprocessing does.
 
     python data/cogs_vf/prepare.py
 """
@@ -18,8 +19,16 @@ FILES = {  # split: (file, sha256 of the upstream file at that commit)
 }
 
 
+def qiu_fields(line):
+    """Qiu et al.'s preprocessing: a `primitive` training row (a lone word) has the word itself as
+    its target. The ReCOGS files keep COGS's LAMBDA form there, which is not a variable-free form
+    and leaves the five prim_to_* generalization categories without the exposure they test."""
+    src, tgt, cat = tsv_fields(3)(line)
+    return src, (src if cat == "primitive" else tgt), cat
+
+
 def prepare(out_dir=DATA / "cogs_vf"):
-    return prepare_pairs("cogs_vf", URL, FILES, tsv_fields(3), out_dir)
+    return prepare_pairs("cogs_vf", URL, FILES, qiu_fields, out_dir)
 
 
 if __name__ == "__main__":
