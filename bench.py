@@ -113,7 +113,7 @@ def train_steps(step, steps, tokens, device):
 
 def nanodepth_step(cfg, args, device, dtype, compile_=False):
     model = GPT(cfg).to(device)
-    opt = make_optimizer(model, argparse.Namespace(weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95),
+    opt = make_optimizer(model, argparse.Namespace(optimizer="adamw", weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95),
                          device)
     fwd = torch.compile(model) if compile_ else model
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
@@ -216,7 +216,7 @@ def loss_curves(args, device, cfg):
     ns = argparse.Namespace(dataset="tinystories", data_dir="", block_size=args.block_size)
     train_data, val_data, _ = load_corpus(ns)
     vx, vy = eval_windows(val_data, args.block_size, 160)
-    sched = argparse.Namespace(learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=args.curve)
+    sched = argparse.Namespace(learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=args.curve, lr_schedule="cosine")
     models = {"nanodepth": GPT(cfg).to(device)}
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -232,7 +232,7 @@ def loss_curves(args, device, cfg):
 
     curves = {}
     for name, m in models.items():
-        opt = make_optimizer(m, argparse.Namespace(weight_decay=0.1, learning_rate=2e-3, beta1=0.9, beta2=0.95),
+        opt = make_optimizer(m, argparse.Namespace(optimizer="adamw", weight_decay=0.1, learning_rate=2e-3, beta1=0.9, beta2=0.95),
                              device)
         gen = torch.Generator().manual_seed(0)
         pts, t0 = [], time.perf_counter()

@@ -1,6 +1,7 @@
 """Helpers shared by the scripts: errors, devices and precision, checkpoints, provenance."""
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,41 @@ def main_guard(main):
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted; the last checkpoint written is intact")
+
+
+# --- recipes: a study's settings in a file, read (never executed) -----------------------------
+
+def parse_with_recipe(parser, argv, section):
+    """Parse argv; with --config FILE (JSON), the file's `section` object sets the defaults first,
+    so flags given on the command line override it. The file's path and sha256 are kept in
+    args.config and args.config_sha256 (and from there in every result file)."""
+    parser.add_argument("--config", default="", help="recipe file (JSON, see recipes/): its "
+                        f"\"{section}\" settings are the defaults; flags given here override them")
+    args = parser.parse_args(argv)
+    args.config_sha256 = ""
+    if not args.config:
+        return args
+    path = Path(args.config)
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such file; the recipes are in {ROOT / 'recipes'}")
+    try:
+        recipe = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {path} is not valid JSON ({e})") from None
+    values = recipe.get(section, {}) if isinstance(recipe, dict) else None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path}: \"{section}\" must be an object of flag names and values")
+    actions = {a.dest: a for a in parser._actions}
+    for key, value in values.items():
+        if key not in actions or key in ("help", "config"):
+            raise UserError(f"--config {path}: {section}.{key} is not a flag of this script")
+        if actions[key].choices is not None and value not in actions[key].choices:
+            raise UserError(f"--config {path}: {section}.{key} = {value!r}; choose one of "
+                            f"{', '.join(map(str, actions[key].choices))}")
+    parser.set_defaults(**values)
+    args = parser.parse_args(argv)
+    args.config_sha256 = sha256_file(path)
+    return args
 
 
 # --- devices and precision --------------------------------------------------------------------

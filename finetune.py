@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import tasks
-from common import UserError, gpt2_encoder, load_checkpoint, main_guard
+from common import UserError, gpt2_encoder, load_checkpoint, main_guard, parse_with_recipe
 from model import GPTConfig
 from train import Job, add_model_flags, add_training_flags, build_config, fit
 
@@ -33,7 +33,7 @@ def get_args(argv=None):
     add_model_flags(p)
     add_training_flags(p, max_iters=10000, learning_rate=5e-4, min_lr=5e-5, warmup_iters=200,
                        batch_size=32, eval_interval=500, out_dir="out-finetune")
-    return p.parse_args(argv)
+    return parse_with_recipe(p, argv, "finetune")
 
 
 def resolve_ckpt(path):

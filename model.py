@@ -482,13 +482,14 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Command line: the class table
 
-def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None):
+def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None, rel_bias="per_layer"):
     rows = []
     for n in depths:
-        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True)
+        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True, rel_bias=rel_bias)
         c = count_params(cfg, context)
         rows.append({"n_layer": n, "d_model": cfg.d_model, "n_head": cfg.n_head, "d_ff": cfg.d_ff,
-                     "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3), "params_total": c["total"],
+                     "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3), "rel_bias_tables": cfg.n_rel_tables,
+                     "params_total": c["total"],
                      "params_non_embedding": c["non_embedding"],
                      "forward_flops_per_token": c["forward_flops_per_token"]})
     return rows
@@ -509,6 +510,8 @@ def main(argv=None):
                    help="vocabulary size (GPT-2 BPE: 50257; the paper's T5 vocabulary: 32128)")
     p.add_argument("--depths", default=None, help="comma-separated depths (default: the class's list)")
     p.add_argument("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
+    p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
+                   "(T5X at the paper's time; 32 x n_head each) or shared (one, the paper's totals)")
     p.add_argument("--context", type=int, default=1024, help="context length used for attention FLOPs")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     a = p.parse_args(argv)
@@ -526,7 +529,7 @@ def main(argv=None):
         if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
             fail(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 to "
                  f"{deepest(a.model_class, a.block)}")
-    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context)
+    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context, a.rel_bias)
     if a.json:
         print(json.dumps(rows))
         return

@@ -9,7 +9,12 @@ with 95% confidence intervals over seeds, and its figures.
 Finished steps are skipped, so the same command resumes a crashed sweep. Writes
 results/<name>/results.csv (one row per depth x seed x task), summary.md, figures (*.png) and
 runs/ (checkpoints; not for git). --ppl_matched adds the paper's perplexity-matched control,
---rank_analysis the FFN singular-value analysis.
+--loss_matched its loss-matched one, --rank_analysis the FFN singular-value analysis.
+
+A study's settings live in a recipe file (recipes/*.json): `python sweep.py --config
+recipes/cpu_tiny.json` reads its "sweep" section and hands the file to train.py and finetune.py,
+whose own sections it holds; flags given on the command line override the file.
+--pretrain_iters 0 fine-tunes from random weights (no pretraining) with the recipe's model flags.
 """
 import argparse
 import csv
@@ -26,7 +31,7 @@ import evaluate
 import finetune
 import tasks
 import train
-from common import ROOT, UserError, code_version, load_checkpoint, main_guard
+from common import ROOT, UserError, code_version, load_checkpoint, main_guard, parse_with_recipe
 from model import MODEL_CLASSES, config_for, parse_int_list
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
@@ -37,7 +42,7 @@ T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
 
 def mean_ci(values):
     """Mean and half-width of the 95% confidence interval (t-distribution over seeds)."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
+    values = [v for v in values if v not in (None, "") and not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
     m = statistics.fmean(values)
@@ -56,7 +61,8 @@ def get_args(argv=None):
     a("--tasks", default="cogs,cogs_vf", help=f"comma-separated tasks: {', '.join(tasks.TASKS)}")
     a("--seeds", default="0,1,2", help="comma-separated seeds; each seed pretrains and fine-tunes anew")
     a("--dataset", default="tinystories", help="pretraining corpus (as train.py --dataset)")
-    a("--pretrain_iters", type=int, default=300, help="pretraining steps per model")
+    a("--pretrain_iters", type=int, default=300, help="pretraining steps per model (0: no pretraining, "
+      "fine-tune from random weights)")
     a("--finetune_iters", type=int, default=400, help="fine-tuning steps per model and task")
     a("--pretrain_args", default="", help="extra train.py flags, e.g. '--batch_size 16'")
     a("--finetune_args", default="", help="extra finetune.py flags, e.g. '--learning_rate 1e-3'")
@@ -65,10 +71,18 @@ def get_args(argv=None):
       "snapshot whose perplexity matches the shallowest depth's final perplexity")
     a("--snapshot_interval", type=int, default=0, help="pretraining snapshots every K steps "
       "(default with --ppl_matched: pretrain_iters / 10)")
+    a("--loss_matched", action="store_true", help="control: score deeper models at the fine-tuning "
+      "snapshot whose in-distribution dev loss matches the shallowest depth's final dev loss")
+    a("--finetune_evals", type=int, default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
+      "per fine-tuning run")
     a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    args = parse_with_recipe(p, argv, "sweep")
+    if args.pretrain_iters < 0 or args.finetune_iters < 1 or args.finetune_evals < 1:
+        raise UserError("--pretrain_iters must be 0 or more, --finetune_iters and --finetune_evals 1 or more")
+    if args.ppl_matched and not args.pretrain_iters:
+        raise UserError("--ppl_matched needs pretraining; give --pretrain_iters")
     if args.model_class not in MODEL_CLASSES:
         raise UserError(f"unknown --model_class {args.model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
     args.depth_list = parse_int_list(args.depths, "--depths")
@@ -91,10 +105,13 @@ class Sweep:
         self.args = args
         self.root = ROOT / "results" / args.name
         self.runs = self.root / "runs"
-        self.common = ["--device", args.device] + (["--quiet"] if args.quiet else [])
+        self.common = ["--device", args.device] + (["--quiet"] if args.quiet else []) + \
+            (["--config", args.config] if args.config else [])
 
     # --- the three steps, each skipped when its result exists -----------------------------------
     def pretrain(self, depth, seed):
+        if not self.args.pretrain_iters:  # no pretraining: the fine-tuning run builds the model
+            return None
         out = self.runs / f"d{depth}_s{seed}" / "pretrain"
         if not (out / "summary.json").exists():
             argv = ["--model_class", self.args.model_class, "--n_layer", str(depth), "--seed", str(seed),
@@ -105,11 +122,14 @@ class Sweep:
             train.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
         return json.loads((out / "summary.json").read_text())
 
-    def finetune(self, init, out, task, seed):
+    def finetune(self, init, out, task, seed, depth=None):
         if not (out / "summary.json").exists():
-            argv = ["--task", task, "--init_from", str(init), "--seed", str(seed), "--out_dir", str(out),
-                    "--max_iters", str(self.args.finetune_iters),
-                    "--eval_interval", str(max(1, self.args.finetune_iters // 4)), *self.common,
+            start = ["--init_from", str(init)] if init else \
+                ["--from_scratch", "--model_class", self.args.model_class, "--n_layer", str(depth)]
+            every = max(1, self.args.finetune_iters // self.args.finetune_evals)
+            argv = ["--task", task, *start, "--seed", str(seed), "--out_dir", str(out),
+                    "--max_iters", str(self.args.finetune_iters), "--eval_interval", str(every),
+                    "--snapshot_interval", str(every), *self.common,  # weights at each eval: the loss-matched control
                     *self.args.finetune_args.split()]
             finetune.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
         return json.loads((out / "summary.json").read_text())
@@ -125,26 +145,30 @@ class Sweep:
         return json.loads(path.read_text())
 
     # --- one row of results.csv ------------------------------------------------------------------
-    def row(self, depth, seed, task, pre, ft, ev, control="", init_step=None):
+    def row(self, depth, seed, task, pre, ft, ev, control="", init_step=None, finetune_step=None):
         t = tasks.get_task(task)
         by_split = {r["split"]: r for r in ev["results"]}
         gen = by_split.get(t.gen_split, {})
+        built = pre or ft  # without pretraining the fine-tuning run holds the model's description
         row = {"model_class": self.args.model_class, "n_layer": depth,
-               "d_model": pre["model_config"]["d_model"], "d_ff": pre["model_config"]["d_ff"],
-               "params": pre["params"]["total"], "params_non_embedding": pre["params"]["non_embedding"],
+               "d_model": built["model_config"]["d_model"], "d_ff": built["model_config"]["d_ff"],
+               "params": built["params"]["total"], "params_non_embedding": built["params"]["non_embedding"],
                "seed": seed, "task": task, "control": control,
-               "pretrain_step": init_step if init_step is not None else pre["step"],
-               "val_loss": pre["val_loss"], "perplexity": pre["val_ppl"],
+               "pretrain_step": (init_step if init_step is not None else pre["step"]) if pre else 0,
+               "val_loss": pre["val_loss"] if pre else "", "perplexity": pre["val_ppl"] if pre else "",
+               "finetune_step": finetune_step if finetune_step is not None else ft["step"],
                "id_acc": by_split[t.id_split]["exact_match"] if t.id_split in by_split else "",
                "gen_acc": gen.get("exact_match", ""),
                "lexical_acc": gen.get("lexical", {}).get("exact_match", ""),
                "structural_acc": gen.get("structural", {}).get("exact_match", ""),
                "finetune_val_loss": ft["val_loss"], "eval_n": gen.get("n", ""),
-               "pretrain_seconds": round(pre["train_seconds"], 1),
+               "pretrain_seconds": round(pre["train_seconds"], 1) if pre else 0,
                "finetune_seconds": round(ft["train_seconds"], 1),
                "eval_seconds": round(sum(r["seconds"] for r in ev["results"]), 1),
-               "code_version": ev["code_version"], "pretrain_data_sha256": pre["data"].get("train_sha256"),
-               "task_data_sha256": gen.get("sha256", "")}
+               "code_version": ev["code_version"],
+               "pretrain_data_sha256": pre["data"].get("train_sha256") if pre else "",
+               "task_data_sha256": gen.get("sha256", ""), "recipe": self.args.config,
+               "recipe_sha256": self.args.config_sha256}
         for c, v in gen.get("categories", {}).items():
             if len(gen["categories"]) > 1:
                 row[f"cat:{c}"] = v["exact_match"]
@@ -157,14 +181,49 @@ class Sweep:
             for depth in self.args.depth_list:
                 pre[depth, seed] = self.pretrain(depth, seed)
                 cell = self.runs / f"d{depth}_s{seed}"
+                init = cell / "pretrain" / "ckpt.pt" if pre[depth, seed] else None
                 for task in self.args.task_list:
-                    ft = self.finetune(cell / "pretrain" / "ckpt.pt", cell / f"ft_{task}", task, seed)
+                    ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth)
                     ev = self.evaluate(cell / f"ft_{task}", task)
                     rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev))
                     self.write_csv(rows)
             if self.args.ppl_matched:
                 rows += self.ppl_matched(seed, pre)
                 self.write_csv(rows)
+            if self.args.loss_matched:
+                rows += self.loss_matched(seed, pre)
+                self.write_csv(rows)
+        return rows
+
+    # --- the loss-matched control (finding 3, second half) ----------------------------------------
+    def loss_matched(self, seed, pre):
+        """Generalization of each deeper model at its fine-tuning snapshot whose dev loss is
+        closest to the shallowest depth's final dev loss: depths compared at equal in-distribution fit."""
+        ref_depth = min(self.args.depth_list)
+        rows = []
+        for task in self.args.task_list:
+            ref = self.runs / f"d{ref_depth}_s{seed}" / f"ft_{task}"
+            target = json.loads((ref / "summary.json").read_text())["val_loss"]
+            for depth in self.args.depth_list:
+                if depth == ref_depth:
+                    continue
+                run = self.runs / f"d{depth}_s{seed}" / f"ft_{task}"
+                snaps = sorted((run / "snapshots").glob("step_*.pt"))
+                if not snaps:
+                    raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
+                losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
+                best = min(losses, key=lambda s: abs(losses[s] - target))
+                step = load_checkpoint(best)["step"]
+                path = run / f"eval_{task}_loss_matched.json"
+                if not path.exists():
+                    argv = ["--ckpt", str(best), "--task", task, "--out", str(path), "--device", self.args.device]
+                    if self.args.eval_limit:
+                        argv += ["--limit", str(self.args.eval_limit), "--sample"]
+                    evaluate.main(argv)
+                ev = json.loads(path.read_text())
+                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": losses[best]}
+                rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
+                                     control=f"loss_matched_to_d{ref_depth}", finetune_step=step))
         return rows
 
     # --- the paper's perplexity-matched control ------------------------------------------------
@@ -215,7 +274,11 @@ def rank_analysis(sweep):
     out = {}
     for depth in sweep.args.depth_list:
         for seed in sweep.args.seed_list:
-            ck = load_checkpoint(sweep.runs / f"d{depth}_s{seed}" / "pretrain" / "ckpt.pt")
+            cell = sweep.runs / f"d{depth}_s{seed}"
+            # the pretrained weights; without pretraining, the first task's fine-tuned ones
+            path = cell / "pretrain" / "ckpt.pt" if sweep.args.pretrain_iters else \
+                cell / f"ft_{sweep.args.task_list[0]}" / "ckpt.pt"
+            ck = load_checkpoint(path)
             cfg = ck["model_config"]
             for name, w in ck["model"].items():
                 if ".ffn.wi.weight" in name or ".ffn.wo.weight" in name:
@@ -259,28 +322,37 @@ def summarize(rows, args, root):
             rs = [r for r in main if r["n_layer"] == d and r["task"] == t]
             lines.append(f"| {d} | {fmt(mean_ci([100 * r['lexical_acc'] for r in rs]))} | "
                          f"{fmt(mean_ci([100 * r['structural_acc'] for r in rs]))} |")
-    ctrl = [r for r in rows if r["control"]]
-    if ctrl:
-        lines += ["", f"Perplexity-matched control ({ctrl[0]['control']}): deeper models fine-tuned from the "
-                  "pretraining snapshot closest in perplexity to the shallowest model's final one.", "",
-                  "| depth | snapshot step | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
+    controls = {"ppl_matched": ("Perplexity-matched control", "deeper models fine-tuned from the pretraining "
+                                "snapshot closest in perplexity to the shallowest model's final one",
+                                "pretrain_step", "perplexity"),
+                "loss_matched": ("Loss-matched control", "deeper models scored at the fine-tuning snapshot "
+                                 "whose in-distribution dev loss is closest to the shallowest model's final one",
+                                 "finetune_step", "finetune_val_loss")}
+    for kind, (title, what, step_key, fit_key) in controls.items():
+        ctrl = [r for r in rows if r["control"].startswith(kind)]
+        if not ctrl:
+            continue
+        base = {r["n_layer"] for r in main} - {r["n_layer"] for r in ctrl}
+        ref = [r for r in main if r["n_layer"] in base]
+        lines += ["", f"{title} ({ctrl[0]['control']}): {what}.", "",
+                  f"| depth | {step_key} | {fit_key} | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
                   "|---|---|---|" + "---|" * len(args.task_list)]
-        for d in sorted({r["n_layer"] for r in ctrl}):
-            rs = [r for r in ctrl if r["n_layer"] == d]
-            steps = sorted({r["pretrain_step"] for r in rs})
+        for d in sorted({r["n_layer"] for r in ref + ctrl}):
+            rs = [r for r in ref + ctrl if r["n_layer"] == d]
+            steps = sorted({r[step_key] for r in rs})
             lines.append(f"| {d} | {', '.join(map(str, steps))} | "
-                         f"{fmt(mean_ci([r['perplexity'] for r in rs if r['task'] == args.task_list[0]]))} | "
+                         f"{fmt(mean_ci([r[fit_key] for r in rs if r['task'] == args.task_list[0]]), 3)} | "
                          + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t]))
                                       for t in args.task_list) + " |")
     (root / "summary.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
-def fmt(mc):
+def fmt(mc, digits=1):
     m, h = mc
     if math.isnan(m):
         return "–"
-    return f"{m:.1f}" if math.isnan(h) else f"{m:.1f} ± {h:.1f}"
+    return f"{m:.{digits}f}" if math.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
 
 
 def figures(rows, args, root, ranks=None):
@@ -318,16 +390,11 @@ def figures(rows, args, root, ranks=None):
         ax.plot(depths, ms, marker="o", label=label)
         ax.fill_between(depths, [m - h for m, h in zip(ms, hs)], [m + h for m, h in zip(ms, hs)], alpha=0.2)
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ppl_rows = [r for r in main if r["task"] == args.task_list[0]]
-    ms, hs = [], []
-    for d in depths:
-        m, h = mean_ci([r["perplexity"] for r in ppl_rows if r["n_layer"] == d])
-        ms.append(m)
-        hs.append(0.0 if math.isnan(h) else h)
-    band(ax, ms, hs, "validation perplexity")
-    ax.set_title(f"{args.model_class}: pretraining perplexity by depth")
-    finish(ax, f"{args.dataset} validation perplexity", "perplexity_by_depth.png")
+    if args.pretrain_iters:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        band(ax, *series("perplexity", args.task_list[0]), "validation perplexity")
+        ax.set_title(f"{args.model_class}: pretraining perplexity by depth")
+        finish(ax, f"{args.dataset} validation perplexity", "perplexity_by_depth.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for t in args.task_list:

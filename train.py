@@ -25,12 +25,13 @@ import torch
 from tqdm import tqdm
 
 from common import (CKPT_FORMAT, ROOT, UserError, autocast, code_version, keep_freed_memory, load_checkpoint,
-                    load_prepare, main_guard, pick_device, pick_dtype, rng_state, save_atomic, set_rng_state)
+                    load_prepare, main_guard, parse_with_recipe, pick_device, pick_dtype, rng_state, save_atomic,
+                    set_rng_state)
 from model import GPT, GPTConfig, INITS, MODEL_CLASSES, REL_BIAS, config_for, count_params
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
 OPTIMIZERS = ("adamw", "adafactor")
-RESUME_MAY_CHANGE = ("config", "max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
                      "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
 
 
@@ -105,7 +106,7 @@ def get_args(argv=None):
     a("--block_size", type=int, default=256, help="context length in tokens")
     a("--eval_iters", type=int, default=20, help="validation batches per eval (fixed windows)")
     add_training_flags(p)
-    return p.parse_args(argv)
+    return parse_with_recipe(p, argv, "pretrain")
 
 
 # --- data ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, small_model
-from model import (BLOCKS, MODEL_CLASSES, POSITIONS, GPT, GPTConfig, config_for, count_params,
+from model import (BLOCKS, MODEL_CLASSES, POSITIONS, REL_BIAS, GPT, GPTConfig, config_for, count_params,
                    d_ff_for, t5_bucket)
 
 OPTIONS = [(b, p) for b in BLOCKS for p in POSITIONS]
@@ -15,18 +15,85 @@ OPTIONS = [(b, p) for b in BLOCKS for p in POSITIONS]
 
 def test_published_41m_table():
     assert [d_ff_for("41M", n) for n in range(1, 8)] == [4779, 2048, 1138, 682, 409, 227, 97]
-    cfg = config_for("41M", 2, vocab_size=32128)
-    assert count_params(cfg)["total"] == 41_290_496
+    cfg = config_for("41M", 2, vocab_size=32128, rel_bias="shared")
+    assert count_params(cfg)["total"] == 41_290_496  # the paper's name, with one bias table
+    cfg = config_for("41M", 2, vocab_size=32128)  # T5X at the time: a 32 x 8 table per layer more
+    assert count_params(cfg)["total"] == 41_290_496 + 32 * 8
     assert config_for("134M", 4).d_ff == 8193 and config_for("134M", 32, quiet=True).d_ff == 128
 
 
 @pytest.mark.parametrize("block,pos", OPTIONS)
-def test_count_params_matches_built_model(block, pos):
-    cfg = config_for("tiny", 3, block=block, pos=pos, vocab_size=1000)
+@pytest.mark.parametrize("rel_bias", REL_BIAS)
+@pytest.mark.parametrize("tie", [-1, 0, 1])
+def test_count_params_matches_built_model(block, pos, rel_bias, tie):
+    cfg = config_for("tiny", 3, block=block, pos=pos, vocab_size=1000, rel_bias=rel_bias, tie_embeddings=tie)
     model = GPT(cfg)
     c = count_params(cfg)
     assert c["total"] == sum(p.numel() for p in model.parameters())
     assert c["embedding"] + c["non_embedding"] == c["total"]
+
+
+def test_one_bias_table_per_layer_by_default():
+    """T5X's decoder-only models had a table per layer at the paper's time: 32 x n_head each.
+    The tables are not part of the matched layer budget, so the d_ff column is unchanged."""
+    per, shared = config_for("41M", 4), config_for("41M", 4, rel_bias="shared")
+    assert per.rel_bias == "per_layer" and per.d_ff == shared.d_ff == 682
+    assert count_params(per)["total"] - count_params(shared)["total"] == 3 * 32 * 8
+    model = GPT(config_for("tiny", 3, vocab_size=100))
+    tables = [n for n, _ in model.named_parameters() if "rel_bias" in n]
+    assert tables == [f"blocks.{i}.attn.rel_bias.weight" for i in range(3)]
+
+
+def test_t5x_init_ffn_output_variance_does_not_depend_on_d_ff():
+    """Fan-in init: the FFN branch writes the same variance whatever its width (41M depth 1 vs
+    depth 7: d_ff 4779 vs 97). Under GPT-2's N(0, 0.02) it falls with d_ff (the confound)."""
+    x = torch.randn(2048, 512)  # what RMSNorm hands the FFN: unit RMS
+
+    def ffn_var(depth, init):
+        torch.manual_seed(0)
+        model = GPT(config_for("41M", depth, vocab_size=64, init=init, quiet=True))
+        with torch.no_grad():
+            return model.blocks[0].ffn(x).var().item()
+
+    t5x = ffn_var(1, "t5x") / ffn_var(7, "t5x")
+    gpt2 = ffn_var(1, "gpt2") / ffn_var(7, "gpt2")
+    assert 0.8 < t5x < 1.25
+    assert gpt2 > 20  # the test can tell the two schemes apart
+
+
+def test_attention_logits_scaled_once():
+    """T5X shrinks q by sqrt(head_dim) because it does not scale logits; SDPA does, so q is not
+    shrunk here: attention logits q.k / sqrt(64) start with unit variance, not 1/64."""
+    torch.manual_seed(0)
+    model = GPT(config_for("41M", 2, vocab_size=64))
+    attn = model.blocks[0].attn
+    x = torch.randn(1, 256, 512)
+    with torch.no_grad():
+        q, k, _ = attn.qkv(x).view(1, 256, 3, 8, 64).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-1, -2) / 8
+    assert 0.7 < logits.std().item() < 1.4
+    assert model.wte.weight.std().item() == pytest.approx(1.0, rel=0.05)  # T5X: embeddings N(0, 1)
+    assert GPT(config_for("tiny", 2, vocab_size=64, block="gpt2")).wte.weight.std().item() < 0.05
+
+
+def test_adafactor_takes_t5x_steps():
+    """torch.optim.Adafactor, as make_optimizer builds it, steps each parameter by
+    min(lr, 1/sqrt(t)) * max(1e-3, RMS(param)) (T5X's rule). With a constant gradient its
+    normalized update is sign(g), so every element moves by exactly that amount."""
+    import argparse
+    import train
+    for lr, steps in ((0.1, 300), (1e-3, 50)):
+        p = torch.nn.Parameter(torch.tensor([0.5, -2.0, 1e-5, 3.0]))
+        model = torch.nn.Module()
+        model.p = p
+        opt = train.make_optimizer(model, argparse.Namespace(optimizer="adafactor", learning_rate=lr), "cpu")
+        for t in range(1, steps + 1):
+            before = p.detach().clone()
+            p.grad = torch.tensor([1.0, -1.0, 1.0, 1.0])
+            opt.step()
+            rms = before.square().mean().sqrt().item()
+            expected = min(lr, t ** -0.5) * max(1e-3, rms)
+            assert (before - p.detach()).abs().tolist() == pytest.approx([expected] * 4, rel=1e-4), t
 
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -150,8 +217,11 @@ def test_cli_reproduces_paper_table():
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [row["d_ff"] for row in rows] == [4779, 2048, 1138, 682, 409, 227, 97]
-    assert rows[1]["params_total"] == 41_290_496
-    assert set(rows[0]) == {"n_layer", "d_model", "n_head", "d_ff", "d_ff/d_model", "params_total",
+    assert rows[1]["params_total"] == 41_290_496 + 32 * 8 and rows[1]["rel_bias_tables"] == 2
+    shared = json.loads(run_cli("--model_class", "41M", "--vocab_size", "32128", "--json",
+                                "--rel_bias", "shared").stdout)
+    assert shared[1]["params_total"] == 41_290_496 and shared[1]["rel_bias_tables"] == 1
+    assert set(rows[0]) == {"n_layer", "d_model", "n_head", "d_ff", "d_ff/d_model", "rel_bias_tables", "params_total",
                             "params_non_embedding", "forward_flops_per_token"}
 
 

@@ -22,7 +22,7 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
             "--tasks", "geoquery", "--pretrain_iters", "4", "--finetune_iters", "4", "--eval_limit", "8",
             "--pretrain_args", "--batch_size 2 --block_size 32 --eval_iters 1 --warmup_iters 1",
             "--finetune_args", "--batch_size 4 --eval_examples 2 --warmup_iters 1",
-            "--ppl_matched", "--rank_analysis", "--quiet"]
+            "--ppl_matched", "--loss_matched", "--rank_analysis", "--quiet"]
     rows = sweep.main(argv)
     root = tmp_path / "results" / "smoke"
     table = list(csv.DictReader(open(root / "results.csv")))
@@ -30,6 +30,9 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     assert len(main) == 4 and {r["n_layer"] for r in main} == {"1", "2"}
     assert all(r["code_version"] and r["task_data_sha256"] and r["pretrain_data_sha256"] for r in table)
     assert any(r["control"].startswith("ppl_matched") for r in table)
+    lm = [r for r in table if r["control"].startswith("loss_matched")]
+    assert len(lm) == 2 and all(r["n_layer"] == "2" and int(r["finetune_step"]) in (1, 2, 3, 4) for r in lm)
+    assert "Loss-matched control" in (root / "summary.md").read_text()
     for png in ("perplexity_by_depth.png", "generalization_by_depth.png", "ffn_rank_by_depth.png"):
         assert (root / png).stat().st_size > 1000
     summary = (root / "summary.md").read_text()
@@ -39,6 +42,25 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     rows2 = sweep.main(argv)
     assert (root / "runs" / "d1_s0" / "pretrain" / "ckpt.pt").stat().st_mtime == stamp
     assert [r["gen_acc"] for r in rows2] == [r["gen_acc"] for r in rows]
+
+
+def test_sweep_without_pretraining_from_a_recipe(tmp_path, monkeypatch):
+    """--pretrain_iters 0 fine-tunes fresh models; the recipe file's sections reach every step."""
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({
+        "sweep": {"model_class": "tiny", "depths": "1,2", "seeds": "0", "tasks": "geoquery",
+                  "pretrain_iters": 0, "finetune_iters": 3, "eval_limit": 4, "quiet": True},
+        "finetune": {"batch_size": 2, "eval_examples": 2, "optimizer": "adafactor", "learning_rate": 1e-3,
+                     "lr_schedule": "constant", "warmup_iters": 0, "dropout": 0.1}}))
+    sweep.main(["--config", str(recipe), "--name", "scratch"])
+    root = tmp_path / "results" / "scratch"
+    table = list(csv.DictReader(open(root / "results.csv")))
+    assert [r["n_layer"] for r in table] == ["1", "2"] and all(r["pretrain_step"] == "0" for r in table)
+    assert all(r["recipe"] == str(recipe) and len(r["recipe_sha256"]) == 64 for r in table)
+    ft = json.loads((root / "runs" / "d2_s0" / "ft_geoquery" / "summary.json").read_text())
+    assert ft["run_config"]["optimizer"] == "adafactor" and ft["model_config"]["dropout"] == 0.1
+    assert ft["step"] == 3 and ft["run_config"]["config_sha256"] == table[0]["recipe_sha256"]
 
 
 def test_bench_by_depth_runs(tmp_path):

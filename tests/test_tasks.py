@@ -83,6 +83,29 @@ def test_sequence_layout_and_loss_mask(prepared):
         assert (y[i, :len(e.prompt) - 1] == -1).all()
 
 
+def test_a_word_has_one_token_form_in_source_and_target(prepared):
+    """GPT-2 BPE spells a sentence-initial "Paula" [12041, 64] and " Paula" [36025]; tasks encode
+    both sides with a leading space so the subject of the source is the token the target copies."""
+    from common import gpt2_encoder
+    enc = gpt2_encoder()
+    assert enc.encode_ordinary("Paula") != enc.encode_ordinary(" Paula") == [36025]
+    train = tasks.read_split("cogs_vf", "train", prepared["cogs_vf"])
+    ex = next(e for e in train if e.source.startswith("Emma ") and "agent = Emma" in e.target)
+    assert ex.prompt[0] == enc.encode_ordinary(" Emma")[0] == 18966 and 18966 in ex.answer
+    gen = tasks.read_split("cogs", "gen", prepared["cogs"])
+    ex = next(e for e in gen if e.source.startswith("Paula "))
+    assert ex.prompt[0] == 36025 and 36025 in ex.answer  # COGS writes it after "x _ 1 ,"
+    assert tasks.with_space("  a b") == " a b"
+
+
+def test_cogs_vf_primitives_are_the_word_itself(prepared):
+    """Qiu et al.'s preprocessing: the 143 `primitive` training rows map a word to itself."""
+    rows = [e for e in tasks.read_split("cogs_vf", "train", prepared["cogs_vf"]) if e.category == "primitive"]
+    assert len(rows) == 143 and all(e.target == e.source and " " not in e.source for e in rows)
+    cogs = [e for e in tasks.read_split("cogs", "train", prepared["cogs"]) if e.category == "primitive"]
+    assert len(cogs) == 143 and sum("LAMBDA" in e.target for e in cogs) > 100  # plain COGS keeps its form
+
+
 def test_gold_scores_100_and_one_wrong_token_misses(prepared):
     gen = tasks.read_split("cogs", "gen", prepared["cogs"])[:300]
     result, hits = tasks.score(gen, [e.target for e in gen], "cogs")

@@ -94,6 +94,34 @@ def test_bad_input(args, needle, tmp_path):
     assert r.stderr.strip().count("\n") == 0
 
 
+def test_recipe_file_sets_defaults_and_flags_override(corpus, tmp_path):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"pretrain": {"optimizer": "adafactor", "learning_rate": 0.01,
+                                               "lr_schedule": "constant", "z_loss": 1e-4, "max_iters": 3,
+                                               "eval_interval": 3, "warmup_iters": 0}}))
+    s = train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(tmp_path / "o"), "--config", str(recipe),
+                    "--max_iters", "2", "--eval_interval", "2"])
+    rc = s["run_config"]
+    assert rc["optimizer"] == "adafactor" and rc["z_loss"] == 1e-4 and rc["lr_schedule"] == "constant"
+    assert s["step"] == 2  # the command line wins over the file
+    assert rc["config"] == str(recipe) and len(rc["config_sha256"]) == 64
+    for bad, needle in (({"pretrain": {"no_such_flag": 1}}, "pretrain.no_such_flag is not a flag"),
+                        ({"pretrain": {"optimizer": "sgd"}}, "choose one of adamw, adafactor")):
+        recipe.write_text(json.dumps(bad))
+        r = subprocess.run(cmd("--out_dir", str(tmp_path / "o2"), "--config", str(recipe)),
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_recipes_in_the_repository_parse():
+    import finetune
+    import sweep
+    for path in sorted((ROOT / "recipes").glob("*.json")):
+        train.get_args(["--config", str(path)])
+        finetune.get_args(["--config", str(path)])
+        sweep.get_args(["--config", str(path)])
+
+
 def test_missing_data_offline_says_how_to_fix(tmp_path, monkeypatch):
     env = {**os.environ, "NANODEPTH_MIRROR": str(tmp_path / "empty_mirror")}
     r = subprocess.run([sys.executable, str(ROOT / "data" / "tinystories" / "prepare.py"),
