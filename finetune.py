@@ -31,8 +31,10 @@ def get_args(argv=None):
     a("--from_scratch", action="store_true", help="start from random weights (give the model flags)")
     a("--eval_examples", type=int, default=200, help="dev examples decoded for exact match at each eval")
     add_model_flags(p)
-    add_training_flags(p, max_iters=10000, learning_rate=5e-4, min_lr=5e-5, warmup_iters=200,
+    # T5X's fine-tuning recipe: Adafactor at a constant 1e-3 (its relative step), dropout 0.1
+    add_training_flags(p, max_iters=10000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=0,
                        batch_size=32, eval_interval=500, out_dir="out-finetune")
+    p.set_defaults(dropout=0.1)
     return parse_with_recipe(p, argv, "finetune")
 
 

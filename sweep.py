@@ -73,6 +73,8 @@ def get_args(argv=None):
       "(default with --ppl_matched: pretrain_iters / 10)")
     a("--loss_matched", action="store_true", help="control: score deeper models at the fine-tuning "
       "snapshot whose in-distribution dev loss matches the shallowest depth's final dev loss")
+    a("--dev_selected", action="store_true", help="also score each run at its snapshot with the best "
+      "in-distribution dev exact match (early stopping on dev; never on the generalization split)")
     a("--finetune_evals", type=int, default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
       "per fine-tuning run")
     a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
@@ -193,6 +195,38 @@ class Sweep:
             if self.args.loss_matched:
                 rows += self.loss_matched(seed, pre)
                 self.write_csv(rows)
+            if self.args.dev_selected:
+                rows += self.dev_selected(seed, pre)
+                self.write_csv(rows)
+        return rows
+
+    def score_snapshot(self, run, snap, task, label):
+        path = run / f"eval_{task}_{label}.json"
+        if not path.exists():
+            argv = ["--ckpt", str(snap), "--task", task, "--out", str(path), "--device", self.args.device]
+            if self.args.eval_limit:
+                argv += ["--limit", str(self.args.eval_limit), "--sample"]
+            evaluate.main(argv)
+        return json.loads(path.read_text())
+
+    # --- early stopping on the in-distribution dev split -------------------------------------------
+    def dev_selected(self, seed, pre):
+        """Each run scored at the snapshot (or final checkpoint) with the best dev exact match, ties
+        to the lower dev loss: model selection on in-distribution data only."""
+        rows = []
+        for task in self.args.task_list:
+            for depth in self.args.depth_list:
+                run = self.runs / f"d{depth}_s{seed}" / f"ft_{task}"
+                cands = {s: load_checkpoint(s) for s in sorted((run / "snapshots").glob("step_*.pt"))}
+                key = next(k for k in cands[next(iter(cands))]["metrics"] if k.endswith("_exact_match")) \
+                    if cands else None
+                if not key:
+                    raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
+                best = max(cands, key=lambda s: (cands[s]["metrics"][key], -cands[s]["val_loss"]))
+                ev = self.score_snapshot(run, best, task, "dev_selected")
+                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": cands[best]["val_loss"]}
+                rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev, control="dev_selected",
+                                     finetune_step=cands[best]["step"]))
         return rows
 
     # --- the loss-matched control (finding 3, second half) ----------------------------------------
@@ -214,13 +248,7 @@ class Sweep:
                 losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
                 best = min(losses, key=lambda s: abs(losses[s] - target))
                 step = load_checkpoint(best)["step"]
-                path = run / f"eval_{task}_loss_matched.json"
-                if not path.exists():
-                    argv = ["--ckpt", str(best), "--task", task, "--out", str(path), "--device", self.args.device]
-                    if self.args.eval_limit:
-                        argv += ["--limit", str(self.args.eval_limit), "--sample"]
-                    evaluate.main(argv)
-                ev = json.loads(path.read_text())
+                ev = self.score_snapshot(run, best, task, "loss_matched")
                 ft = {**json.loads((run / "summary.json").read_text()), "val_loss": losses[best]}
                 rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
                                      control=f"loss_matched_to_d{ref_depth}", finetune_step=step))
@@ -298,9 +326,12 @@ def summarize(rows, args, root):
     """Markdown in the paper's layout: depth by task, mean +- 95% CI over seeds (in %)."""
     main = [r for r in rows if not r["control"]]
     depths = sorted({r["n_layer"] for r in main})
+    versions = sorted({r["code_version"] for r in rows})
     lines = [f"# {args.name}: {args.model_class} class, seeds {args.seeds}", "",
-             f"Mean over seeds ± 95% CI half-width (t-distribution). Generalization exact match in %. "
-             f"Code {code_version()}.", "",
+             f"Mean over seeds ± 95% CI half-width (t-distribution). Generalization exact match in %, "
+             f"scored on {'a seeded sample of ' + str(args.eval_limit) if args.eval_limit else 'all'} examples "
+             f"per split. Runs made by code {', '.join(versions)}"
+             + (f"; recipe {args.config} (sha256 {args.config_sha256})." if args.config else "."), "",
              "| depth | d_ff | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
              "|---|---|---|" + "---|" * len(args.task_list)]
     for d in depths:
@@ -308,13 +339,25 @@ def summarize(rows, args, root):
         ppl = mean_ci([r["perplexity"] for r in rs if r["task"] == args.task_list[0]])
         cells = [fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) for t in args.task_list]
         lines.append(f"| {d} | {rs[0]['d_ff']} | {fmt(ppl)} | " + " | ".join(cells) + " |")
-    lines += ["", "In-distribution exact match (%):", "",
-              "| depth | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
+    lines += ["", "In-distribution exact match (%), and what fine-tuning took (steps; minutes per run):", "",
+              "| depth | " + " | ".join(f"{t} test | steps | minutes" for t in args.task_list) + " |",
+              "|---|" + "---|---|---|" * len(args.task_list)]
     for d in depths:
         rs = [r for r in main if r["n_layer"] == d]
-        cells = [fmt(mean_ci([100 * r["id_acc"] for r in rs if r["task"] == t and r["id_acc"] != ""]))
+        cells = [f"{fmt(mean_ci([100 * r['id_acc'] for r in rs if r['task'] == t and r['id_acc'] != '']))} | "
+                 f"{', '.join(sorted({str(r['finetune_step']) for r in rs if r['task'] == t}))} | "
+                 f"{fmt(mean_ci([r['finetune_seconds'] / 60 for r in rs if r['task'] == t]))}"
                  for t in args.task_list]
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    seeds = sorted({r["seed"] for r in main})
+    for t in args.task_list:
+        lines += ["", f"{t}: every seed, generalization / in-distribution exact match (%):", "",
+                  "| depth | " + " | ".join(f"seed {k}" for k in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        for d in depths:
+            by = {r["seed"]: r for r in main if r["n_layer"] == d and r["task"] == t}
+            lines.append(f"| {d} | " + " | ".join(
+                f"{100 * by[k]['gen_acc']:.1f} / {100 * by[k]['id_acc']:.1f}" if k in by and by[k]["id_acc"] != ""
+                else (f"{100 * by[k]['gen_acc']:.1f}" if k in by else "–") for k in seeds) + " |")
     for t in [t for t in args.task_list if tasks.get_task(t).structural]:
         lines += ["", f"{t}: lexical and structural generalization (%):", "", "| depth | lexical | structural |",
                   "|---|---|---|"]
@@ -327,6 +370,9 @@ def summarize(rows, args, root):
                                 "pretrain_step", "perplexity"),
                 "loss_matched": ("Loss-matched control", "deeper models scored at the fine-tuning snapshot "
                                  "whose in-distribution dev loss is closest to the shallowest model's final one",
+                                 "finetune_step", "finetune_val_loss"),
+                "dev_selected": ("Dev-selected checkpoints", "every run scored at its fine-tuning snapshot with "
+                                 "the best in-distribution dev exact match (early stopping on dev)",
                                  "finetune_step", "finetune_val_loss")}
     for kind, (title, what, step_key, fit_key) in controls.items():
         ctrl = [r for r in rows if r["control"].startswith(kind)]
@@ -335,14 +381,15 @@ def summarize(rows, args, root):
         base = {r["n_layer"] for r in main} - {r["n_layer"] for r in ctrl}
         ref = [r for r in main if r["n_layer"] in base]
         lines += ["", f"{title} ({ctrl[0]['control']}): {what}.", "",
-                  f"| depth | {step_key} | {fit_key} | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
-                  "|---|---|---|" + "---|" * len(args.task_list)]
+                  f"| depth | {step_key} | {fit_key} | " + " | ".join(f"{t} gen | {t} test" for t in args.task_list)
+                  + " |", "|---|---|---|" + "---|---|" * len(args.task_list)]
         for d in sorted({r["n_layer"] for r in ref + ctrl}):
             rs = [r for r in ref + ctrl if r["n_layer"] == d]
             steps = sorted({r[step_key] for r in rs})
             lines.append(f"| {d} | {', '.join(map(str, steps))} | "
                          f"{fmt(mean_ci([r[fit_key] for r in rs if r['task'] == args.task_list[0]]), 3)} | "
-                         + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t]))
+                         + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) + " | "
+                                      + fmt(mean_ci([100 * r["id_acc"] for r in rs if r["task"] == t]))
                                       for t in args.task_list) + " |")
     (root / "summary.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)

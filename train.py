@@ -43,25 +43,26 @@ def explicit_flags(argv):
 
 def add_training_flags(p, **defaults):
     """Flags of the shared training loop (fit); pretraining and fine-tuning pass their defaults."""
-    d = {"max_iters": 2000, "learning_rate": 2e-3, "min_lr": 2e-4, "warmup_iters": 100, "batch_size": 8,
-         "eval_interval": 200, "out_dir": "out", **defaults}
+    d = {"max_iters": 2000, "optimizer": "adafactor", "learning_rate": 1e-2, "lr_schedule": "constant",
+         "min_lr": 1e-3, "warmup_iters": 0, "batch_size": 8, "eval_interval": 200, "out_dir": "out",
+         "z_loss": 1e-4, **defaults}
     a = p.add_argument
     a("--batch_size", type=int, default=d["batch_size"], help="sequences per micro-batch (per process)")
     a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
     a("--max_iters", type=int, default=d["max_iters"], help="optimizer steps")
-    a("--max_minutes", type=float, default=0, help="stop after this much training time, the learning rate "
+    a("--max_minutes", type=float, default=0, help="stop after this much training time, a cosine learning rate "
       "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
-    a("--optimizer", default="adamw", choices=OPTIMIZERS, help="adamw, or adafactor as T5X ran it "
+    a("--optimizer", default=d["optimizer"], choices=OPTIMIZERS, help="adamw, or adafactor as T5X ran it "
       "(factored second moments, update clipping, steps relative to each parameter's RMS, "
       "torch.optim.Adafactor)")
     a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate (adafactor: "
       "its relative step, applied as min(lr, 1/sqrt(step)); T5X: 1e-2 pretraining, 1e-3 fine-tuning)")
-    a("--lr_schedule", default="cosine", choices=("cosine", "constant"), help="cosine: warmup, then "
+    a("--lr_schedule", default=d["lr_schedule"], choices=("cosine", "constant"), help="cosine: warmup, then "
       "cosine decay to min_lr; constant: warmup, then learning_rate (with adafactor T5X's schedule)")
     a("--min_lr", type=float, default=d["min_lr"], help="learning rate at the end of the cosine decay")
     a("--warmup_iters", type=int, default=d["warmup_iters"], help="linear warmup steps")
     a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
-    a("--z_loss", type=float, default=0.0, help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
+    a("--z_loss", type=float, default=d["z_loss"], help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
     a("--beta1", type=float, default=0.9, help="AdamW beta1")
     a("--beta2", type=float, default=0.95, help="AdamW beta2")
     a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")

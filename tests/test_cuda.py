@@ -67,7 +67,7 @@ def test_cached_decoding_equals_cache_free_with_padding():
 def test_train_bf16_fused_adamw_checkpoint_and_resume(corpus, tmp_path):
     out = tmp_path / "run"
     s = train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "6",
-                    "--eval_interval", "3"])
+                    "--eval_interval", "3", "--optimizer", "adamw", "--lr_schedule", "cosine"])
     assert s["device"] == "cuda" and s["dtype"] == "bfloat16" and s["step"] == 6
     first = json.loads((out / "log.jsonl").read_text().splitlines()[0])["val_loss"]
     assert s["val_loss"] < first  # six steps at this learning rate already lower the loss

@@ -22,7 +22,7 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
             "--tasks", "geoquery", "--pretrain_iters", "4", "--finetune_iters", "4", "--eval_limit", "8",
             "--pretrain_args", "--batch_size 2 --block_size 32 --eval_iters 1 --warmup_iters 1",
             "--finetune_args", "--batch_size 4 --eval_examples 2 --warmup_iters 1",
-            "--ppl_matched", "--loss_matched", "--rank_analysis", "--quiet"]
+            "--ppl_matched", "--loss_matched", "--dev_selected", "--rank_analysis", "--quiet"]
     rows = sweep.main(argv)
     root = tmp_path / "results" / "smoke"
     table = list(csv.DictReader(open(root / "results.csv")))
@@ -33,6 +33,8 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     lm = [r for r in table if r["control"].startswith("loss_matched")]
     assert len(lm) == 2 and all(r["n_layer"] == "2" and int(r["finetune_step"]) in (1, 2, 3, 4) for r in lm)
     assert "Loss-matched control" in (root / "summary.md").read_text()
+    ds = [r for r in table if r["control"] == "dev_selected"]
+    assert len(ds) == 4 and {r["n_layer"] for r in ds} == {"1", "2"}
     for png in ("perplexity_by_depth.png", "generalization_by_depth.png", "ffn_rank_by_depth.png"):
         assert (root / png).stat().st_size > 1000
     summary = (root / "summary.md").read_text()

@@ -96,13 +96,14 @@ def test_bad_input(args, needle, tmp_path):
 
 def test_recipe_file_sets_defaults_and_flags_override(corpus, tmp_path):
     recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"pretrain": {"optimizer": "adafactor", "learning_rate": 0.01,
-                                               "lr_schedule": "constant", "z_loss": 1e-4, "max_iters": 3,
+    recipe.write_text(json.dumps({"pretrain": {"optimizer": "adamw", "learning_rate": 0.003,
+                                               "lr_schedule": "cosine", "z_loss": 0.0, "max_iters": 3,
                                                "eval_interval": 3, "warmup_iters": 0}}))
     s = train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(tmp_path / "o"), "--config", str(recipe),
                     "--max_iters", "2", "--eval_interval", "2"])
     rc = s["run_config"]
-    assert rc["optimizer"] == "adafactor" and rc["z_loss"] == 1e-4 and rc["lr_schedule"] == "constant"
+    assert rc["optimizer"] == "adamw" and rc["z_loss"] == 0.0 and rc["lr_schedule"] == "cosine"
+    assert rc["learning_rate"] == 0.003 and train.get_args([]).optimizer == "adafactor"
     assert s["step"] == 2  # the command line wins over the file
     assert rc["config"] == str(recipe) and len(rc["config_sha256"]) == 64
     for bad, needle in (({"pretrain": {"no_such_flag": 1}}, "pretrain.no_such_flag is not a flag"),

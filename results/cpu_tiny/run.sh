@@ -9,4 +9,4 @@ R=recipes/cpu_tiny.json
 { python sweep.py --config $R --name cpu_tiny --seeds 0 && python sweep.py --config $R --name cpu_tiny --seeds 2 --depths 1,2; } &
 { python sweep.py --config $R --name cpu_tiny --seeds 1 && python sweep.py --config $R --name cpu_tiny --seeds 2 --depths 4,6; } &
 wait
-python sweep.py --config $R --name cpu_tiny --loss_matched
+python sweep.py --config $R --name cpu_tiny --loss_matched --dev_selected
