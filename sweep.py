@@ -3,13 +3,14 @@ The study in one command: for every depth and seed, pretrain (train.py), fine-tu
 (finetune.py) and score (evaluate.py), through those scripts' own code; then the paper's table
 with 95% confidence intervals over seeds, and its figures.
 
-    python sweep.py --model_class tiny --depths 1,2,4,6 --tasks cogs,cogs_vf --seeds 0,1,2 \\
-        --pretrain_iters 300 --finetune_iters 400 --name tiny_cpu
+    python sweep.py --config recipes/cpu_tiny.json --name cpu_tiny --loss_matched --dev_selected
+    python sweep.py --model_class tiny --depths 1,2 --tasks cogs --seeds 0 --pretrain_iters 300
 
 Finished steps are skipped, so the same command resumes a crashed sweep. Writes
 results/<name>/results.csv (one row per depth x seed x task), summary.md, figures (*.png) and
 runs/ (checkpoints; not for git). --ppl_matched adds the paper's perplexity-matched control,
---loss_matched its loss-matched one, --rank_analysis the FFN singular-value analysis.
+--loss_matched its loss-matched one, --dev_selected scores each run at its best-dev snapshot,
+--rank_analysis the FFN singular-value analysis.
 
 A study's settings live in a recipe file (recipes/*.json): `python sweep.py --config
 recipes/cpu_tiny.json` reads its "sweep" section and hands the file to train.py and finetune.py,
