@@ -175,6 +175,12 @@ def t5_bucket(relative_position, num_buckets, max_distance):
     return torch.where(n < max_exact, n, large)
 
 
+def add_rel_bias(mask, table, buckets):
+    """mask + the T5 bias of each (query, key) bucket, per head. Contiguous: a mask whose last
+    dimension is strided sends GPU attention to the slow math kernel (seen on an H100)."""
+    return (mask + table(buckets).permute(2, 0, 1)[None]).contiguous()
+
+
 def rope(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
@@ -195,8 +201,8 @@ class Attention(nn.Module):
 
     def forward(self, x, mask, rot, cache, buckets=None):
         B, T, C = x.shape
-        if buckets is not None:  # add this layer's bias; contiguous for the fast GPU kernels (below)
-            mask = (mask + self.rel_bias(buckets).permute(2, 0, 1)[None]).contiguous()
+        if buckets is not None:  # this layer's own bias table
+            mask = add_rel_bias(mask, self.rel_bias, buckets)
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if rot is not None:
             q, k = rope(q, *rot), rope(k, *rot)
@@ -395,11 +401,8 @@ class GPT(nn.Module):
             mask = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
             if cfg.pos == "t5":
                 buckets = t5_bucket(k_idx[None, :] - q_idx[:, None], cfg.num_buckets, cfg.max_distance)
-                if cfg.rel_bias == "shared":
-                    # contiguous: a mask whose last dimension is strided sends GPU attention to the
-                    # slow math kernel instead of the memory-efficient one (seen on an H100)
-                    mask = (mask + self.rel_bias(buckets).permute(2, 0, 1)[None]).contiguous()
-                    buckets = None
+                if cfg.rel_bias == "shared":  # added once here; per-layer tables in each Attention
+                    mask, buckets = add_rel_bias(mask, self.rel_bias, buckets), None
         return mask, rot, pos, buckets
 
     def forward(self, idx, targets=None, valid=None, cache=None, z_loss=0.0):

@@ -218,7 +218,7 @@ class Sweep:
         for task in self.args.task_list:
             for depth in self.args.depth_list:
                 run = self.runs / f"d{depth}_s{seed}" / f"ft_{task}"
-                cands = {s: load_checkpoint(s) for s in sorted((run / "snapshots").glob("step_*.pt"))}
+                cands = snapshot_meta(sorted((run / "snapshots").glob("step_*.pt")))
                 key = next(k for k in cands[next(iter(cands))]["metrics"] if k.endswith("_exact_match")) \
                     if cands else None
                 if not key:
@@ -246,11 +246,11 @@ class Sweep:
                 snaps = sorted((run / "snapshots").glob("step_*.pt"))
                 if not snaps:
                     raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
-                losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
-                best = min(losses, key=lambda s: abs(losses[s] - target))
-                step = load_checkpoint(best)["step"]
+                meta = snapshot_meta(snaps)
+                best = min(meta, key=lambda s: abs(meta[s]["val_loss"] - target))
+                step = meta[best]["step"]
                 ev = self.score_snapshot(run, best, task, "loss_matched")
-                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": losses[best]}
+                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": meta[best]["val_loss"]}
                 rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
                                      control=f"loss_matched_to_d{ref_depth}", finetune_step=step))
         return rows
@@ -291,6 +291,11 @@ class Sweep:
 
 
 # --- FFN rank analysis (PAPER.md finding 5) ----------------------------------------------------------
+
+def snapshot_meta(paths):
+    """Each snapshot's step, losses and metrics, without keeping its weights in memory."""
+    return {p: {k: v for k, v in load_checkpoint(p).items() if k != "model"} for p in paths}
+
 
 def effective_rank(s):
     """Roy & Vetterli (2007): exp of the entropy of the normalized singular values."""

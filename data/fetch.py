@@ -189,8 +189,8 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
 
 
 def task_main(doc, task, prepare):
-    """The command line every task's prepare.py shares."""
+    """The command line every task's prepare.py shares (and corpora with no options of their own)."""
     import argparse
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default=str(DATA / task), help="where the split files go")
+    p.add_argument("--out_dir", default=str(DATA / task), help="where the prepared files go")
     main_guard(lambda: prepare(p.parse_args().out_dir))

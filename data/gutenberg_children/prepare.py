@@ -12,12 +12,11 @@ corpus's SOURCE.md. This script reads the cleaned train.txt and valid.txt from a
 them against the sha256 below; it does not rebuild them from the upstream books, so without
 NANODEPTH_MIRROR it stops and says so.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, main_guard, mirror_dir, split_docs, write_corpus  # noqa: E402
+from fetch import DATA, Source, UserError, mirror_dir, split_docs, task_main, write_corpus  # noqa: E402
 
 FILES = {  # split: (file, sha256 of the cleaned file, as listed in the corpus's SHA256SUMS)
     "train": ("train.txt", "6c3786708a02ef1290fecb838ac86c9d12c3fa4ca2ca9b5606a6c486c9f34f87"),
@@ -37,11 +36,5 @@ def prepare(out_dir=DATA / "gutenberg_children"):
     return write_corpus(out_dir, "gutenberg_children", splits, records)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default=str(DATA / "gutenberg_children"), help="where train.bin, val.bin, meta.json go")
-    prepare(p.parse_args().out_dir)
-
-
 if __name__ == "__main__":
-    main_guard(main)
+    task_main(__doc__, "gutenberg_children", prepare)
