@@ -207,8 +207,11 @@ def sha256_file(path, chunk=1 << 20):
 
 def code_version():
     """The git commit of this code, with '+dirty' when the tree has uncommitted changes. A copy
-    without .git (a cluster job, a GPU box) can name its commit in NANODEPTH_CODE_VERSION."""
-    fallback = os.environ.get("NANODEPTH_CODE_VERSION", "unknown")
+    shipped elsewhere (a cluster job, a GPU box) names its commit in NANODEPTH_CODE_VERSION, which
+    wins over git there: such a copy may carry a .git of another commit."""
+    if os.environ.get("NANODEPTH_CODE_VERSION"):
+        return os.environ["NANODEPTH_CODE_VERSION"]
+    fallback = "unknown"
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()

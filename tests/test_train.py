@@ -201,3 +201,13 @@ def test_c4_shard_parsing(tmp_path, monkeypatch):
     r = subprocess.run([sys.executable, str(ROOT / "data" / "c4" / "prepare.py"), "--out_dir",
                         str(tmp_path / "c4b")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "line 2" in r.stderr
+
+
+def test_code_version_named_by_the_environment_wins_over_git(monkeypatch):
+    # a copy shipped to a GPU box can carry a .git of another commit than the code it runs
+    import common
+    monkeypatch.delenv("NANODEPTH_CODE_VERSION", raising=False)
+    from_git = common.code_version()
+    assert from_git and from_git != "unknown"
+    monkeypatch.setenv("NANODEPTH_CODE_VERSION", "0123456789ab")
+    assert common.code_version() == "0123456789ab"
