@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 
 from common import UserError, autocast, code_version, cpu_has_amx, keep_freed_memory, main_guard, pick_device
+from fused_loss import build_model
 from model import GPT, GPTConfig, config_for, count_params, parse_int_list
-from train import make_optimizer
+from trainer import lr_at, make_optimizer
 
 
 def get_args(argv=None):
@@ -112,7 +113,7 @@ def train_steps(step, steps, tokens, device):
 
 
 def nanodepth_step(cfg, args, device, dtype, compile_=False):
-    model = GPT(cfg).to(device)
+    model = build_model(cfg).to(device)
     opt = make_optimizer(model, argparse.Namespace(optimizer="adamw", weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95),
                          device)
     fwd = torch.compile(model) if compile_ else model
@@ -212,12 +213,11 @@ def bench_train(args, device):
 def loss_curves(args, device, cfg):
     """nanodepth (train.py's defaults) and transformers' GPT-2 (if installed) trained on the same
     TinyStories batches with the same AdamW schedule; train loss every 25 steps, val loss at the end."""
-    from train import eval_windows, get_batch, load_corpus, lr_at
-    ns = argparse.Namespace(dataset="tinystories", data_dir="", block_size=args.block_size)
-    train_data, val_data, _ = load_corpus(ns)
-    vx, vy = eval_windows(val_data, args.block_size, 160)
+    from corpus import eval_windows, get_batch, load_corpus
+    train_data, val_data, _ = load_corpus("tinystories", "", args.block_size)
+    val_batches = eval_windows(val_data, args.block_size, 160, 8)
     sched = argparse.Namespace(learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=args.curve, lr_schedule="cosine")
-    models = {"nanodepth": GPT(cfg).to(device)}
+    models = {"nanodepth": build_model(cfg).to(device)}
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
         models["transformers GPT2LMHeadModel"] = GPT2LMHeadModel(GPT2Config(
@@ -250,8 +250,7 @@ def loss_curves(args, device, cfg):
         secs = time.perf_counter() - t0
         m.eval()
         with torch.no_grad():
-            val = statistics.fmean(loss_of(name, m, vx[i:i + 8].to(device), vy[i:i + 8].to(device)).item()
-                                   for i in range(0, len(vx), 8))
+            val = statistics.fmean(loss_of(name, m, x.to(device), y.to(device)).item() for x, y in val_batches)
         curves[name] = {"train_loss": pts, "val_loss": val, "seconds": secs}
         print(f"{name}: {args.curve} steps in {secs:.0f} s, final train loss {pts[-1][1]:.3f}, val loss {val:.3f}")
     import matplotlib
@@ -274,7 +273,11 @@ def bench_depths(args, device):
     dtypes = args.dtypes.split(",")
     peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
     rows = []
-    for n in parse_int_list(args.depths, "--depths"):
+    try:
+        depths = parse_int_list(args.depths, "--depths")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    for n in depths:
         cfg = config_for(args.model_class, n, block=args.block, block_size=args.block_size, quiet=True)
         fl = count_params(cfg, args.block_size)["forward_flops_per_token"]
         row = {"n_layer": n, "d_ff": cfg.d_ff, "forward_flops_per_token": fl}
@@ -306,16 +309,17 @@ def bench_depths(args, device):
 
 
 def bench_eval(args, device):
-    import tasks
-    from sample import load_model
-    if args.ckpt:
-        model, _ = load_model(args.ckpt, device)
-    else:
-        model = GPT(config_for("tiny", 2, block_size=1024)).to(device).eval()
-    gen = tasks.read_split("cogs", "gen")
     import random
+
+    import tasks
+    from checkpoint import load_model
+    gen = tasks.read_split("cogs", "gen")
+    need = tasks.longest(gen)[1]
+    if args.ckpt:
+        model, _ = load_model(args.ckpt, device, context=need)
+    else:
+        model = build_model(config_for("tiny", 2, block_size=max(1024, need))).to(device).eval()
     examples = random.Random(0).sample(gen, min(args.limit, len(gen)))
-    model.config.block_size = max(model.config.block_size, tasks.longest(gen)[1])
     out = {}
     for cache in (True, False):
         t = time.perf_counter()

@@ -1,6 +1,8 @@
-"""Helpers shared by the scripts: errors, devices and precision, checkpoints, provenance."""
+"""What every script needs of its surroundings: errors and the command line, devices and
+precision, the tokenizer, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
+corpus.py, the training loop in trainer.py."""
+import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +13,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent
-CKPT_FORMAT = "nanodepth-1"
 
 
 class UserError(Exception):
@@ -39,11 +40,13 @@ def main_guard(main):
 def parse_with_recipe(parser, argv, section):
     """Parse argv; with --config FILE (JSON), the file's `section` object sets the defaults first,
     so flags given on the command line override it. The file's path and sha256 are kept in
-    args.config and args.config_sha256 (and from there in every result file)."""
+    args.config and args.config_sha256 (and from there in every result file); the flags the
+    command line gave, in args.given_flags (a resumed run reapplies only those)."""
     parser.add_argument("--config", default="", help="recipe file (JSON, see recipes/): its "
                         f"\"{section}\" settings are the defaults; flags given here override them")
     args = parser.parse_args(argv)
     args.config_sha256 = ""
+    args.given_flags = given_flags(parser, argv)
     if not args.config:
         return args
     path = Path(args.config)
@@ -66,7 +69,24 @@ def parse_with_recipe(parser, argv, section):
     parser.set_defaults(**values)
     args = parser.parse_args(argv)
     args.config_sha256 = sha256_file(path)
+    args.given_flags = given_flags(parser, argv)
     return args
+
+
+def given_flags(parser, argv):
+    """The destinations the command line set, as argparse itself resolved them (abbreviations
+    and --flag=value included): parse again with every default suppressed."""
+    saved = {a: a.default for a in parser._actions}, dict(parser._defaults)
+    try:
+        for a in parser._actions:
+            a.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        given, _ = parser.parse_known_args(argv)
+    finally:
+        for a, d in saved[0].items():
+            a.default = d
+        parser._defaults.update(saved[1])
+    return sorted(vars(given))
 
 
 # --- devices and precision --------------------------------------------------------------------
@@ -143,56 +163,26 @@ def gpt2_encoder():
     return _ENCODER
 
 
-# --- checkpoints ------------------------------------------------------------------------------
+# --- atomic writes: a crash never leaves a half-written file under the real name ---------------
 
-def save_atomic(obj, path):
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
+def write_atomic(path, data):
+    """Write bytes or text to a temporary file beside path, then rename it over path. The
+    temporary name holds the process id, so processes writing the same file never collide."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data, encoding="utf-8")
+    else:
+        tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, kind=None):
-    """Load a nanodepth checkpoint with weights_only=True; refuse corrupt or foreign files."""
+def save_atomic(obj, path):
+    """torch.save through a temporary file and a rename."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or holding code objects
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
-                        "use another file or start afresh with --overwrite") from None
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT or "model" not in ck:
-        raise UserError(f"{path} is not a nanodepth checkpoint (format {CKPT_FORMAT})")
-    if kind is not None and ck.get("kind") != kind:
-        raise UserError(f"{path} is a {ck.get('kind')} checkpoint, expected {kind}")
-    return ck
-
-
-def rng_state(generator=None):
-    s = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        s["data"] = generator.get_state()
-    return s
-
-
-def set_rng_state(s, generator=None):
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    if generator is not None:
-        generator.set_state(s["data"])
-
-
-def load_prepare(folder):
-    """data/<folder>/prepare.py as a module (the data folders hold scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"prepare_{folder}", ROOT / "data" / folder / "prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 # --- provenance -------------------------------------------------------------------------------

@@ -21,13 +21,12 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import tasks
-from common import UserError, autocast, code_version, main_guard, pick_device, pick_dtype
-from sample import load_model
-from train import eval_windows, evaluate_loss, load_corpus
+from checkpoint import load_model, resolve
+from common import UserError, autocast, code_version, main_guard, pick_device, pick_dtype, write_atomic
+from corpus import eval_windows, load_corpus, mean_loss
 
 
 def get_args(argv=None):
@@ -56,15 +55,16 @@ def provenance(ck, ckpt_path):
             "train_data": ck.get("data"), "code_version": code_version()}
 
 
-def perplexity(model, ck, args, device, dtype):
-    ns = argparse.Namespace(dataset=args.dataset, data_dir=args.data_dir,
-                            block_size=args.block_size or min(model.config.block_size, 1024))
-    _, val, meta = load_corpus(ns)
-    x, y = eval_windows(val, ns.block_size, (len(val) - 1) // ns.block_size)  # the whole split
+def perplexity(model, dataset, data_dir, block_size, device, dtype):
+    """Loss and perplexity over the whole validation split, in non-overlapping windows."""
+    block_size = block_size or min(model.config.block_size, 1024)
+    _, val, meta = load_corpus(dataset, data_dir, block_size)
+    batches = eval_windows(val, block_size, (len(val) - 1) // block_size, 16)
     with torch.no_grad(), autocast(device, dtype):
-        loss = evaluate_loss(model, x, y, 16)
-    return {"dataset": args.dataset, "val_sha256": meta.get("val_sha256"), "tokens": int(x.numel()),
-            "block_size": ns.block_size, "val_loss": loss, "perplexity": math.exp(loss)}
+        loss = mean_loss(model, batches)
+    return {"dataset": dataset, "val_sha256": meta.get("val_sha256"),
+            "tokens": sum(int(x.numel()) for x, _ in batches), "block_size": block_size,
+            "val_loss": loss, "perplexity": math.exp(loss)}
 
 
 def score_split(model, task, split, examples, args):
@@ -102,15 +102,13 @@ def main(argv=None):
         raise UserError("give --task (exact match) or --dataset (perplexity), one of them")
     if args.limit < 0 or args.batch_size < 1:
         raise UserError("--limit must be 0 or more and --batch_size at least 1")
-    ckpt_path = Path(args.ckpt) / "ckpt.pt" if Path(args.ckpt).is_dir() else Path(args.ckpt)
+    ckpt_path = resolve(args.ckpt)
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
-    model, ck = load_model(ckpt_path, device)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    report = provenance(ck, ckpt_path)
     if args.dataset:
-        report["perplexity"] = perplexity(model, ck, args, device, dtype)
+        model, ck = load_model(ckpt_path, device)
+        report = provenance(ck, ckpt_path)
+        report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype)
         p = report["perplexity"]
         print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f} "
               f"over {p['tokens']:,} tokens")
@@ -121,18 +119,16 @@ def main(argv=None):
         for s in splits:
             tasks.split_path(task, s)  # an unknown split fails before any split is read or prepared
         every = {s: tasks.read_split(task, s, args.data_dir or None) for s in splits}
-        if model.config.pos != "learned":  # relative positions stretch: fit the longest example
-            need = max(tasks.longest(ex)[1] for ex in every.values())
-            model.config.block_size = max(model.config.block_size, need)
+        need = max(tasks.longest(ex)[1] for ex in every.values())
+        model, ck = load_model(ckpt_path, device, context=need)
+        report = provenance(ck, ckpt_path)
         with autocast(device, dtype):
             results = [score_split(model, task, s, every[s], args) for s in splits]
         report.update(task=task.name, limit=args.limit, cache=not args.no_cache, results=results)
         print_table(task, results)
         name = f"eval_{task.name}" + (f"_limit{args.limit}" if args.limit else "")
     out = Path(args.out) if args.out else ckpt_path.parent / f"{name}.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(out)
+    write_atomic(out, json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     return report
 

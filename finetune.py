@@ -11,15 +11,14 @@ evaluate.py.
 """
 import argparse
 import random
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
 import tasks
-from common import UserError, gpt2_encoder, load_checkpoint, main_guard, parse_with_recipe
-from model import GPTConfig
-from train import Job, add_model_flags, add_training_flags, build_config, fit
+from checkpoint import load_model, resolve, stretch_context
+from common import UserError, gpt2_encoder, main_guard, parse_with_recipe
+from corpus import mean_loss
+from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
 
 def get_args(argv=None):
@@ -38,17 +37,13 @@ def get_args(argv=None):
     return parse_with_recipe(p, argv, "finetune")
 
 
-def resolve_ckpt(path):
-    path = Path(path)
-    return path / "ckpt.pt" if path.is_dir() else path
-
-
 def make_job(args, rank, world, resumed_cfg=None):
+    """Fine-tuning: batches of the task's training pairs, the loss on the answer only; at each
+    eval the masked dev loss and greedy exact match on a fixed sample of the dev split."""
     task = tasks.get_task(args.task)
     if bool(args.init_from) == bool(args.from_scratch) and not args.resume:
         raise UserError("give either --init_from CHECKPOINT or --from_scratch")
-    data_dir = args.data_dir or None
-    every = {s: tasks.read_split(task, s, data_dir) for s in task.splits}
+    every = {s: tasks.read_split(task, s, args.data_dir or None) for s in task.splits}
     train = every["train"]
     need = max(tasks.longest(ex)[1] for ex in every.values())
 
@@ -56,12 +51,11 @@ def make_job(args, rank, world, resumed_cfg=None):
     if resumed_cfg is not None:
         cfg = resumed_cfg
     elif args.init_from:
-        pretrained = load_checkpoint(resolve_ckpt(args.init_from))
-        cfg = GPTConfig(**{**pretrained["model_config"], "dropout": args.dropout})
+        pretrained, ck = load_model(args.init_from, context=need, dropout=args.dropout)
+        cfg = pretrained.config
     else:
         cfg = build_config(args, block_size=need)
-    if cfg.pos != "learned":  # relative and rotary positions extend to longer inputs; learned ones cannot
-        cfg.block_size = max(cfg.block_size, need)
+    cfg = stretch_context(cfg, need)
     for split, ex in every.items():
         tasks.check_fits(ex, cfg.block_size, cfg.vocab_size, f"{task.name} {split}")
 
@@ -70,43 +64,30 @@ def make_job(args, rank, world, resumed_cfg=None):
     dev = random.Random(0).sample(dev, min(args.eval_examples, len(dev)))  # the same subset every eval
     shard = train[rank::world]  # DDP: each process its own part of the examples
     pad = gpt2_encoder().eot_token
+    dev_batches = [tasks.train_batch(dev[s:s + args.batch_size], pad) for s in range(0, len(dev), args.batch_size)]
 
     def batch(gen, rank, world):
         idx = torch.randint(len(shard), (args.batch_size,), generator=gen).tolist()
         return tasks.train_batch([shard[i] for i in idx], pad)
 
     def evaluate(model):
-        device = next(model.parameters()).device
-        loss, n = 0.0, 0
-        for s in range(0, len(dev), args.batch_size):
-            x, y = tasks.train_batch(dev[s:s + args.batch_size], pad)
-            k = int((y != -1).sum())
-            loss += model(x.to(device), targets=y.to(device)).item() * k
-            n += k
         preds = tasks.decode_examples(model, dev, batch_size=max(args.batch_size, 64))
         em = sum(tasks.is_exact_match(p, e) for p, e in zip(preds, dev)) / len(dev)
-        return {"val_loss": loss / n, f"{dev_split or 'train'}_exact_match": em}
+        return {"val_loss": mean_loss(model, dev_batches), f"{dev_split or 'train'}_exact_match": em}
 
-    def init(model):
-        try:
-            model.load_state_dict(pretrained["model"])
-        except RuntimeError as e:
-            raise UserError(f"{args.init_from} does not load into this model ({str(e).splitlines()[0]})") from None
-
-    data = {"task": task.name, **{f"{s}_sha256": tasks.split_sha256(task, s, data_dir) for s in task.splits}}
-    if pretrained:
-        data["init_from"] = {"path": str(resolve_ckpt(args.init_from)), "step": pretrained.get("step"),
-                             "val_loss": pretrained.get("val_loss"), "data": pretrained.get("data"),
-                             "code_version": pretrained.get("code_version")}
-    return Job(config=cfg, batch=batch, evaluate=evaluate, data=data, init=init if pretrained else None,
-               describe=f"{task.name}: " + ("from scratch " if not pretrained else f"from {args.init_from} "))
+    data = {"task": task.name, **{f"{s}_sha256": tasks.split_sha256(task, s, args.data_dir or None)
+                                  for s in task.splits}}
+    if pretrained is not None:
+        data["init_from"] = {"path": str(resolve(args.init_from)), "step": ck.get("step"),
+                             "val_loss": ck.get("val_loss"), "data": ck.get("data"),
+                             "code_version": ck.get("code_version")}
+    init = (lambda model: model.load_state_dict(pretrained.state_dict())) if pretrained is not None else None
+    return Job(config=cfg, batch=batch, evaluate=evaluate, data=data, init=init,
+               describe=f"{task.name}: " + ("from scratch " if pretrained is None else f"from {args.init_from} "))
 
 
 def main(argv=None):
-    args = get_args(argv)
-    if args.eval_examples < 1:
-        raise UserError("--eval_examples must be at least 1")
-    return fit(args, argv, "finetune", make_job)
+    return fit(get_args(argv), "finetune", make_job)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import fail
-
 GPT2_VOCAB = 50257
 
 
@@ -43,7 +41,8 @@ class GPTConfig:
     init: str = ""                  # t5x | gpt2; "" = the block's own (paper: t5x, gpt2: gpt2)
     tie_embeddings: int = -1        # 1: output head = input embedding; 0: untied; -1: the block's own
     dropout: float = 0.0
-    loss_chunk: int = -1            # tokens per chunk of the output head + loss; 0 = plain, -1 = auto
+    loss_chunk: int = -1            # fused head + loss (fused_loss.py): tokens per chunk; 0 = the
+                                    # plain loss below, -1 = measured best for the device
 
     def __post_init__(self):
         if self.block not in BLOCKS:
@@ -77,7 +76,11 @@ REL_BIAS = ("per_layer", "shared")
 INITS = ("t5x", "gpt2")
 
 # ----------------------------------------------------------------------------------------------
-# Parameter matching (PAPER.md, "Parameter matching")
+# Parameter matching (Petty et al. 2024, section 3): depth is traded against d_ff alone. d_model,
+# heads, vocabulary and embeddings are fixed within a class; a class is a reference depth L_ref
+# and width d_ff_ref, whose layers hold P = L_ref * (4 d^2 + 2 d + 3 d d_ff_ref) parameters
+# (QKVO, two norm scales, the gated FFN). Depth L gets d_ff(L) = round((P - L (4 d^2 + 2 d)) / (3 d L)),
+# so every depth of a class has the same parameter count (41M class: P = 8,390,656).
 
 # name: (d_model, reference depth, reference d_ff, default depths for tables and sweeps)
 MODEL_CLASSES = {
@@ -253,79 +256,6 @@ class Block(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# The output head and loss, in chunks of tokens
-
-class ChunkedCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of h @ w.T against targets without ever holding all the logits.
-
-    The whole (tokens x 50k) logits tensor is what dominates a small model's step on CPU. Each
-    chunk's logits are made, turned into their gradient (softmax - onehot) on the spot, and
-    dropped; the gradients of h and w are kept for backward, so nothing is recomputed.
-    The vocabulary is padded to a multiple of 64 with logits of -inf (softmax 0): GPT-2's 50257
-    makes every logits row misaligned, which sends GPU matmuls to slow kernels (measured on an H100).
-    z_loss adds z_loss * log(Z)^2 per token (T5X); its gradient scales each row's softmax by
-    (1 + 2 z_loss log Z)."""
-
-    @staticmethod
-    def forward(ctx, h, w, targets, chunk, dtype, z_loss=0.0):
-        n = max(targets.numel(), 1)
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        V = w.size(0)
-        wc = w.to(dtype)
-        if V % 64:
-            wc = torch.cat((wc, wc.new_zeros(64 - V % 64, wc.size(1))))
-        acc = torch.promote_types(dtype, torch.float32)  # logits and loss in fp32 (or fp64)
-        loss = torch.zeros((), dtype=acc, device=h.device)
-        grad_h = torch.empty_like(h) if need_grad else None
-        grad_w = torch.zeros(wc.shape, dtype=acc, device=w.device) if need_grad else None
-        buf = None  # one logits buffer reused by every chunk: fresh 100 MB tensors cost page faults
-        for s in range(0, h.size(0), chunk):
-            hc, tc = h[s:s + chunk].to(dtype), targets[s:s + chunk]
-            rows = torch.arange(len(tc), device=h.device)
-            if dtype == acc:  # fp32 (the CPU path): an exact softmax, in place in one reused buffer
-                if buf is None:
-                    buf = torch.empty(min(chunk, h.size(0)), wc.size(0), dtype=acc, device=h.device)
-                e = torch.mm(hc, wc.t(), out=buf[:len(tc)])
-                e[:, V:] = float("-inf")
-                target_logit = e[rows, tc]
-                m = e.amax(dim=-1, keepdim=True)
-                p = e.sub_(m).exp_()  # exp(x - max) never overflows; softmax = p / z
-                z = p.sum(dim=-1, keepdim=True)
-                lse = m + z.log()  # log Z, (chunk, 1)
-                loss += (lse.squeeze(1) - target_logit).sum()
-            else:  # bf16 (GPUs): the logits are bf16 already, so one fused softmax pass (fp32 inside)
-                e = hc @ wc.t()
-                e[:, V:] = float("-inf")
-                p, z = torch.softmax(e, dim=-1), 1.0
-                # -log p[target] from bf16 p: off by at most 2^-8 relative in p, i.e. 0.004 in the
-                # token's loss, less than the rounding of the bf16 logits themselves
-                nll = -p[rows, tc].to(acc).clamp_min(torch.finfo(dtype).tiny).log()
-                loss += nll.sum()
-                lse = (nll + e[rows, tc].to(acc))[:, None]  # log Z = -log p[target] + its logit
-            if z_loss:
-                loss += z_loss * lse.square().sum()
-                z = z / (1 + 2 * z_loss * lse)  # folds the z-loss gradient into the softmax scale
-            if need_grad:
-                # d loss / d logits = (softmax - onehot) / n. The division by z and n and the
-                # onehot are applied to the small operands, never to the (chunk x vocab) tensor.
-                grad_h[s:s + chunk] = (((p @ wc).to(acc) / z - wc[tc].to(acc)) / n).to(h.dtype)
-                hz = (hc.to(acc) / (z * n)).to(dtype)
-                if dtype == acc:
-                    grad_w.addmm_(p.t(), hz)  # in place: no (vocab x d) temporary per chunk
-                else:
-                    grad_w += (p.t() @ hz).to(acc)
-                grad_w.index_add_(0, tc, -hc.to(acc) / n)
-        if need_grad:
-            ctx.save_for_backward(grad_h, grad_w[:V].to(w.dtype))
-        return loss / n
-
-    @staticmethod
-    def backward(ctx, g):
-        grad_h, grad_w = ctx.saved_tensors
-        return grad_h * g, grad_w * g, None, None, None, None
-
-
-# ----------------------------------------------------------------------------------------------
 # The model
 
 class GPT(nn.Module):
@@ -345,6 +275,7 @@ class GPT(nn.Module):
         if cfg.tied:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_t5x if cfg.init == "t5x" else self._init_gpt2)
+        self.head_loss = None  # a fused head + loss plugs in here (fused_loss.py)
 
     def _init_t5x(self, module):
         # T5X: every dense kernel std 1/sqrt(fan_in) (truncated normal), so each layer's output
@@ -430,19 +361,15 @@ class GPT(nn.Module):
         return self.loss(x, targets, z_loss)
 
     def loss(self, x, targets, z_loss=0.0):
+        """The masked cross-entropy: mean over the positions whose target is not -1 (fine-tuning
+        marks everything but the answer -1: minGPT's adder). z_loss adds T5X's z_loss * log(Z)^2.
+        head_loss, when set (fused_loss.build_model sets it), computes the same numbers faster."""
         keep = targets.reshape(-1) != -1  # only answer tokens carry loss: drop the rest first
         h, t = x.reshape(-1, x.size(-1))[keep], targets.reshape(-1)[keep]
-        w = self.lm_head.weight
-        if not self.config.loss_chunk:
-            logits = self.lm_head(h).float()
-            return F.cross_entropy(logits, t) + z_loss * logits.logsumexp(-1).square().mean()
-        dev = h.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
-        chunk = self.config.loss_chunk
-        if chunk < 0:  # measured best: a CPU wants small chunks, a GPU large matmuls (results/gpu)
-            chunk = 256 if dev == "cpu" else 8192
-        with torch.autocast(dev, enabled=False):
-            return ChunkedCrossEntropy.apply(h, w, t, chunk, dtype, z_loss)
+        if self.head_loss is not None:
+            return self.head_loss(h, self.lm_head.weight, t, z_loss)
+        logits = self.lm_head(h).float()
+        return F.cross_entropy(logits, t) + z_loss * logits.logsumexp(-1).square().mean()
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,
@@ -499,10 +426,20 @@ def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", conte
 
 
 def parse_int_list(text, what):
+    """[1, 2, 4] from "1,2,4"; ValueError naming `what` otherwise."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()] or fail(f"{what} is empty")
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        fail(f"{what} must be comma-separated integers like 1,2,4; got {text!r}")
+        raise ValueError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} is empty")
+    return values
+
+
+def fail(msg):
+    """Bad input: one line on stderr, exit code 2 (as common.fail, which model.py cannot import)."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None):
@@ -525,7 +462,10 @@ def main(argv=None):
     if a.vocab_size < 1:
         fail(f"--vocab_size must be positive, got {a.vocab_size}")
     if a.depths:
-        depths = parse_int_list(a.depths, "--depths")
+        try:
+            depths = parse_int_list(a.depths, "--depths")
+        except ValueError as e:
+            fail(str(e))
     else:  # the class's list, less the depths this block cannot reach
         depths = [n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
     for n in depths:

@@ -4,20 +4,11 @@ Sample text from a pretrained checkpoint, to see what the model learned.
     python sample.py --out_dir out --prompt "Once upon a time" --num_samples 3
 """
 import argparse
-from pathlib import Path
 
 import torch
 
-from common import UserError, autocast, gpt2_encoder, load_checkpoint, main_guard, pick_device, pick_dtype
-from model import GPT, GPTConfig
-
-
-def load_model(path, device="cpu"):
-    """A GPT from any nanodepth checkpoint (pretrain, snapshot or fine-tune), in eval mode."""
-    ck = load_checkpoint(path)
-    model = GPT(GPTConfig(**ck["model_config"]))
-    model.load_state_dict(ck["model"])
-    return model.to(device).eval(), ck
+from checkpoint import load_model
+from common import UserError, autocast, gpt2_encoder, main_guard, pick_device, pick_dtype
 
 
 def main(argv=None):
@@ -36,7 +27,7 @@ def main(argv=None):
     enc = gpt2_encoder()
     device = pick_device(a.device)
     dtype = pick_dtype(a.dtype, device)
-    model, _ = load_model(Path(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", device)
+    model, _ = load_model(a.ckpt or a.out_dir, device)
     ids = enc.encode(a.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
     if len(ids) >= model.config.block_size:
         raise UserError(f"the prompt is {len(ids)} tokens; the model's context is {model.config.block_size}")

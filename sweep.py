@@ -19,9 +19,9 @@ whose own sections it holds; flags given on the command line override the file.
 """
 import argparse
 import csv
+import io
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +32,8 @@ import evaluate
 import finetune
 import tasks
 import train
-from common import ROOT, UserError, code_version, load_checkpoint, main_guard, parse_with_recipe
+from checkpoint import load_checkpoint
+from common import ROOT, UserError, code_version, main_guard, parse_with_recipe, write_atomic
 from model import MODEL_CLASSES, config_for, parse_int_list
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
@@ -86,18 +87,16 @@ def get_args(argv=None):
         raise UserError("--pretrain_iters must be 0 or more, --finetune_iters and --finetune_evals 1 or more")
     if args.ppl_matched and not args.pretrain_iters:
         raise UserError("--ppl_matched needs pretraining; give --pretrain_iters")
-    if args.model_class not in MODEL_CLASSES:
-        raise UserError(f"unknown --model_class {args.model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
-    args.depth_list = parse_int_list(args.depths, "--depths")
-    args.seed_list = parse_int_list(args.seeds, "--seeds")
+    try:
+        args.depth_list = parse_int_list(args.depths, "--depths")
+        args.seed_list = parse_int_list(args.seeds, "--seeds")
+        for n in args.depth_list:  # the class and every depth are checked where they are defined
+            config_for(args.model_class, n, quiet=True)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     args.task_list = [t for t in args.tasks.split(",") if t]
     for t in args.task_list:
         tasks.get_task(t)
-    for n in args.depth_list:
-        try:
-            config_for(args.model_class, n, quiet=True)
-        except ValueError as e:
-            raise UserError(str(e)) from None
     if args.ppl_matched and not args.snapshot_interval:
         args.snapshot_interval = max(1, args.pretrain_iters // 10)
     return args
@@ -282,15 +281,14 @@ class Sweep:
     def write_csv(self, rows):
         self.root.mkdir(parents=True, exist_ok=True)
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = self.root / f"results.csv.{os.getpid()}.tmp"  # sweeps over other seeds may run beside
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
-        tmp.replace(self.root / "results.csv")
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        write_atomic(self.root / "results.csv", text.getvalue())  # sweeps over other seeds may run beside
 
 
-# --- FFN rank analysis (PAPER.md finding 5) ----------------------------------------------------------
+# --- FFN rank analysis (the paper's finding 5: very narrow FFNs come close to rank-deficient) ---
 
 def snapshot_meta(paths):
     """Each snapshot's step, losses and metrics, without keeping its weights in memory."""

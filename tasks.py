@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, load_prepare, sha256_file
+from common import ROOT, UserError, gpt2_encoder, sha256_file
+from corpus import prepare_on_first_use
 
 SEP = "\n"  # one GPT-2 token (198) between source and target
 
@@ -97,8 +98,7 @@ def read_split(task, split, data_dir=None):
     if not path.is_file():
         if data_dir:
             raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
-        print(f"{task.folder} is not prepared yet; preparing it with data/{task.folder}/prepare.py")
-        load_prepare(task.folder).prepare(folder)
+        prepare_on_first_use(task.folder, folder)
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         f = line.split("\t")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from common import UserError, code_version, gpt2_encoder, main_guard  # noqa: E402,F401
+from common import UserError, code_version, gpt2_encoder, main_guard, write_atomic  # noqa: E402,F401
 
 DATA = ROOT / "data"
 
@@ -27,22 +27,16 @@ class Source:
     """A readable upstream file: from the mirror when NANODEPTH_MIRROR is set, else from its URL.
     Reading it hashes the bytes and shows a progress bar."""
 
-    def __init__(self, name, filename, url, sha256=None, required=True):
+    def __init__(self, name, filename, url, sha256=None):
         self.name, self.filename, self.url, self.expected = name, filename, url, sha256
         mirror = mirror_dir(name)
         if mirror is not None:
             self.origin = mirror / filename
             if not self.origin.is_file():
-                if required:
-                    raise UserError(f"{self.origin} not found: NANODEPTH_MIRROR is set, so {name} "
-                                    f"is read from there; put {filename} there or unset it to download")
-                self.origin = None
+                raise UserError(f"{self.origin} not found: NANODEPTH_MIRROR is set, so {name} "
+                                f"is read from there; put {filename} there or unset it to download")
         else:
             self.origin = url
-
-    @property
-    def available(self):
-        return self.origin is not None
 
     def open(self):
         self.hash = hashlib.sha256()
@@ -116,9 +110,7 @@ def write_corpus(out_dir, name, splits, sources, **extra):
         ids = tokenize(docs)
         if len(ids) == 0:
             raise UserError(f"{name}: the {split} split is empty")
-        tmp = out_dir / f"{split}.bin.tmp"
-        ids.tofile(tmp)
-        os.replace(tmp, out_dir / f"{split}.bin")
+        write_atomic(out_dir / f"{split}.bin", ids.tobytes())
         meta[f"{split}_tokens"] = int(len(ids))
         meta[f"{split}_documents"] = len(docs)
         meta[f"{split}_sha256"] = hashlib.sha256(ids.tobytes()).hexdigest()
@@ -177,9 +169,7 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
             if not src.strip() or not tgt.strip():
                 raise UserError(f"{name} line {n}: empty source or target")
             rows.append(f"{src}\t{tgt}\t{cat}\n")
-        tmp = out_dir / f"{split}.tsv.tmp"
-        tmp.write_text("".join(rows), encoding="utf-8")
-        os.replace(tmp, out_dir / f"{split}.tsv")
+        write_atomic(out_dir / f"{split}.tsv", "".join(rows))
         records.append({**rec, "split": split})
         counts[split] = len(rows)
     (out_dir / "meta.json").write_text(json.dumps({"name": task, "sources": records, "examples": counts,

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from common import load_checkpoint, load_prepare
+from checkpoint import load_checkpoint, load_model
+from corpus import load_prepare
 from conftest import ROOT, small_model
 
 import tasks
@@ -83,6 +84,7 @@ def test_compiled_training_runs(corpus, tmp_path):
     assert s["step"] == 4 and s["val_loss"] < 11.0
 
 
+@pytest.mark.data
 def test_finetune_evaluate_and_cached_decoding_on_cuda(tmp_path):
     data = tmp_path / "geoquery"
     load_prepare("geoquery").prepare(data)
@@ -92,7 +94,6 @@ def test_finetune_evaluate_and_cached_decoding_on_cuda(tmp_path):
                    "--max_iters", "150", "--eval_interval", "150", "--eval_examples", "8", "--batch_size", "32",
                    "--learning_rate", "3e-3", "--warmup_iters", "10", "--out_dir", str(out), "--quiet",
                    "--device", "cuda"])
-    from sample import load_model
     model, _ = load_model(out / "ckpt.pt", "cuda")
     test = tasks.read_split("geoquery", "test", data)[:32]
     fast = tasks.decode_examples(model, test, batch_size=16)

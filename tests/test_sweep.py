@@ -15,6 +15,8 @@ def test_mean_ci():
     assert sweep.effective_rank(__import__("torch").ones(4)) == pytest.approx(4.0)
 
 
+@pytest.mark.slow
+@pytest.mark.data
 def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     """Two depths x two seeds x one task, a few steps each; a second call skips everything."""
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
@@ -46,6 +48,7 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     assert [r["gen_acc"] for r in rows2] == [r["gen_acc"] for r in rows]
 
 
+@pytest.mark.data
 def test_sweep_without_pretraining_from_a_recipe(tmp_path, monkeypatch):
     """--pretrain_iters 0 fine-tunes fresh models; the recipe file's sections reach every step."""
     monkeypatch.setattr(sweep, "ROOT", tmp_path)

@@ -14,7 +14,8 @@ import torch
 from conftest import ROOT
 
 import train
-from common import UserError, load_checkpoint
+from checkpoint import load_checkpoint
+from common import UserError
 
 # small and fast: the tiny class's embedding dominates, so keep batches and steps few
 FAST = ["--model_class", "tiny", "--n_layer", "1", "--batch_size", "2", "--block_size", "32",
@@ -37,6 +38,7 @@ def test_prepared_memmap_roundtrips(corpus):
     assert (np.asarray(ids) == 50256).sum() == json.loads((corpus / "meta.json").read_text())["val_documents"]
 
 
+@pytest.mark.slow
 def test_resume_after_hard_kill_is_bitwise_exact(corpus, tmp_path):
     n = 40
     common = ["--data_dir", str(corpus), "--max_iters", str(n), "--eval_interval", str(n // 2)]
@@ -44,16 +46,13 @@ def test_resume_after_hard_kill_is_bitwise_exact(corpus, tmp_path):
     subprocess.run(cmd(*common, "--out_dir", str(straight)), check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen(cmd(*common, "--out_dir", str(killed)), stdout=subprocess.PIPE, text=True, env=env)
-    for line in p.stdout:
-        if line.startswith(f"step {n // 2}:"):
-            p.send_signal(signal.SIGKILL)  # a hard kill part-way through the second half
-            break
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # the process kills itself (SIGKILL) right after step 27: part-way through the second half
+    env = {**os.environ, "NANODEPTH_KILL_AT_STEP": "27"}
+    p = subprocess.run(cmd(*common, "--out_dir", str(killed)), capture_output=True, text=True, env=env)
+    assert p.returncode == -signal.SIGKILL, p.stderr
     assert load_checkpoint(killed / "ckpt.pt")["step"] == n // 2
-    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(killed), "--resume"),
+    # resumed with an abbreviated flag (--max_it), which argparse accepts: it must still count
+    r = subprocess.run(cmd("--data_dir", str(corpus), "--out_dir", str(killed), "--resume", f"--max_it={n}"),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a, b = weights(straight / "ckpt.pt"), weights(killed / "ckpt.pt")
@@ -62,6 +61,16 @@ def test_resume_after_hard_kill_is_bitwise_exact(corpus, tmp_path):
         assert torch.equal(a[k], b[k]), k
     log = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [n // 2, n]
+
+
+def test_resume_reapplies_only_the_flags_given_abbreviations_included(corpus, tmp_path):
+    out = tmp_path / "r"
+    train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "2", "--eval_interval", "2"])
+    # FAST sets --batch_size 2; a resume that does not name it keeps it, the abbreviated --max_i counts
+    s = train.main(["--data_dir", str(corpus), "--out_dir", str(out), "--resume", "--max_i", "3", "--quiet",
+                    "--eval_interval", "3"])
+    assert s["step"] == 3 and s["run_config"]["batch_size"] == 2 and s["run_config"]["max_iters"] == 3
+    assert s["run_config"]["n_layer"] == 1  # the run's own, not the default 2
 
 
 def test_refuses_to_clobber_and_rejects_foreign_checkpoints(corpus, tmp_path):
@@ -131,8 +140,9 @@ def test_missing_data_offline_says_how_to_fix(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    import model
     out = tmp_path / "nan"
-    real_forward = train.GPT.forward
+    real_forward = model.GPT.forward
     calls = {"n": 0}
 
     def poisoned(self, idx, targets=None, **kw):
@@ -143,7 +153,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path, monkeyp
                 return y * float("nan")
         return y
 
-    monkeypatch.setattr(train.GPT, "forward", poisoned)
+    monkeypatch.setattr(model.GPT, "forward", poisoned)
     with pytest.raises(UserError, match=r"at step 3; the last good checkpoint .* \(step 2\) is kept"):
         train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "5",
                     "--eval_interval", "2"])
@@ -163,6 +173,7 @@ def test_snapshots_and_summary(corpus, tmp_path):
     assert saved["val_ppl"] == pytest.approx(np.exp(s["val_loss"]))
 
 
+@pytest.mark.slow
 def test_two_processes_ddp(corpus, tmp_path):
     torchrun = shutil.which("torchrun")
     if torchrun is None:

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, code_version, task_main  # noqa: E402
+from fetch import DATA, Source, UserError, code_version, task_main, write_atomic  # noqa: E402
 
 RAW = {  # mirror file -> (upstream URL, sha256 of the verified copy)
     "raw/corpus.xml": ("https://raw.githubusercontent.com/rknaebel/grammar_induction/"
@@ -218,9 +218,7 @@ def build(xml_text, geobase_text):
 
 def write_tsv(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{u}\t{f}\n" for u, f in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, "".join(f"{u}\t{f}\n" for u, f in rows))
 
 
 def prepare(out_dir=DATA / "geoquery"):

@@ -1,0 +1,82 @@
+"""
+Data for the jobs: preparing a dataset on first use (through its own data/<name>/prepare.py),
+pretraining corpora as token memmaps with random training windows and fixed evaluation windows,
+and the mean loss over a set of batches (pretraining windows or masked fine-tuning examples).
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import ROOT, UserError
+
+PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
+
+
+def load_prepare(folder):
+    """data/<folder>/prepare.py as a module (the data folders hold scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"prepare_{folder}", ROOT / "data" / folder / "prepare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def prepare_on_first_use(folder, out_dir):
+    """Run data/<folder>/prepare.py into out_dir (from upstream, or from $NANODEPTH_MIRROR)."""
+    print(f"{folder} is not prepared yet; preparing it with data/{folder}/prepare.py")
+    load_prepare(folder).prepare(out_dir)
+
+
+# --- pretraining corpora ---------------------------------------------------------------------------
+
+def load_corpus(dataset, data_dir="", block_size=1):
+    """train and val token memmaps (uint16) and meta.json of a prepared corpus."""
+    data_dir = Path(data_dir) if data_dir else ROOT / "data" / dataset
+    if not (data_dir / "train.bin").is_file():
+        if data_dir != ROOT / "data" / dataset or dataset not in PREPARABLE:
+            raise UserError(f"no prepared corpus at {data_dir}; choose --dataset from "
+                            f"{', '.join(PREPARABLE)}, or prepare your own with "
+                            f"data/text/prepare.py --name {dataset} --train FILE --val FILE")
+        prepare_on_first_use(dataset, data_dir)
+    meta = json.loads((data_dir / "meta.json").read_text()) if (data_dir / "meta.json").is_file() else {}
+    train = np.memmap(data_dir / "train.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(data_dir / "val.bin", dtype=np.uint16, mode="r")
+    for split, arr in (("train", train), ("val", val)):
+        if len(arr) <= block_size + 1:
+            raise UserError(f"{data_dir}/{split}.bin has {len(arr)} tokens, fewer than --block_size + 2")
+    return train, val, meta
+
+
+def get_batch(data, batch_size, block_size, gen, rank=0, world=1):
+    """Random windows from this process's share of the tokens (DDP: one contiguous part each)."""
+    part = len(data) // world
+    lo = rank * part
+    ix = torch.randint(part - block_size - 1, (batch_size,), generator=gen) + lo
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
+    return x, y
+
+
+def eval_windows(data, block_size, n, batch_size):
+    """The same n non-overlapping windows every eval, in batches: losses are then comparable
+    across steps and depths."""
+    n = min(n, (len(data) - 1) // block_size)
+    starts = np.linspace(0, len(data) - block_size - 1, n).astype(np.int64)
+    x = torch.from_numpy(np.stack([data[s:s + block_size] for s in starts]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[s + 1:s + 1 + block_size] for s in starts]).astype(np.int64))
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def mean_loss(model, batches):
+    """Mean loss per target token (targets of -1 carry none) over (x, y) batches; the caller
+    sets eval mode and precision."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for x, y in batches:
+        k = int((y != -1).sum())
+        total += model(x.to(device), targets=y.to(device)).item() * k
+        count += k
+    return total / max(count, 1)

@@ -1,0 +1,375 @@
+"""
+The training loop shared by pretraining (train.py) and fine-tuning (finetune.py): flags, the
+optimizer and its schedule, checkpoints with exact resume, snapshots, evals, the NaN guard, DDP.
+
+A job describes itself with a Job (its model config, batches, evaluation and data provenance) and
+hands it to fit(), which runs these steps:
+
+    Run.__init__   settle the settings (a resumed run keeps its own), processes, model, optimizer
+    Run.step       one optimizer step over gradient_accumulation_steps micro-batches
+    Run.evaluate   the job's evaluation, appended to log.jsonl
+    Run.save       ckpt.pt (full, atomic) or a weights snapshot
+    Run.finish     summary.json, and the process group torn down
+"""
+import gc
+import json
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from checkpoint import CKPT_FORMAT, load_checkpoint, rng_state, set_rng_state
+from common import (UserError, autocast, code_version, keep_freed_memory, pick_device, pick_dtype,
+                    save_atomic)
+from fused_loss import build_model
+from model import INITS, MODEL_CLASSES, REL_BIAS, GPTConfig, config_for, count_params
+
+OPTIMIZERS = ("adamw", "adafactor")
+# what a resumed run may change when the command line gives it; everything else is the run's own
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
+                     "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
+
+
+# --- flags ------------------------------------------------------------------------------------------
+
+def add_training_flags(p, **defaults):
+    """Flags of the training loop; pretraining and fine-tuning pass their own defaults."""
+    d = {"max_iters": 2000, "optimizer": "adafactor", "learning_rate": 1e-2, "lr_schedule": "constant",
+         "min_lr": 1e-3, "warmup_iters": 0, "batch_size": 8, "eval_interval": 200, "out_dir": "out",
+         "z_loss": 1e-4, **defaults}
+    a = p.add_argument
+    a("--batch_size", type=int, default=d["batch_size"], help="sequences per micro-batch (per process)")
+    a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
+    a("--max_iters", type=int, default=d["max_iters"], help="optimizer steps")
+    a("--max_minutes", type=float, default=0, help="stop after this much training time, a cosine learning rate "
+      "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
+    a("--optimizer", default=d["optimizer"], choices=OPTIMIZERS, help="adamw, or adafactor as T5X ran it "
+      "(factored second moments, update clipping, steps relative to each parameter's RMS, "
+      "torch.optim.Adafactor)")
+    a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate (adafactor: "
+      "its relative step, applied as min(lr, 1/sqrt(step)); T5X: 1e-2 pretraining, 1e-3 fine-tuning)")
+    a("--lr_schedule", default=d["lr_schedule"], choices=("cosine", "constant"), help="cosine: warmup, then "
+      "cosine decay to min_lr; constant: warmup, then learning_rate (with adafactor T5X's schedule)")
+    a("--min_lr", type=float, default=d["min_lr"], help="learning rate at the end of the cosine decay")
+    a("--warmup_iters", type=int, default=d["warmup_iters"], help="linear warmup steps")
+    a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
+    a("--z_loss", type=float, default=d["z_loss"], help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
+    a("--beta1", type=float, default=0.9, help="AdamW beta1")
+    a("--beta2", type=float, default=0.95, help="AdamW beta2")
+    a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")
+    a("--seed", type=int, default=0, help="seed for initialisation and data order")
+    a("--eval_interval", type=int, default=d["eval_interval"], help="steps between evals and checkpoints")
+    a("--snapshot_interval", type=int, default=0, help="keep a weights snapshot every K steps (0: off)")
+    a("--out_dir", default=d["out_dir"], help="where checkpoints and logs go")
+    a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
+    a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
+    a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    a("--dtype", default="auto", help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
+    a("--compile", action="store_true", help="torch.compile the model")
+    a("--quiet", action="store_true", help="no progress bar")
+
+
+def add_model_flags(p):
+    """Flags that choose a fresh model of one depth in a size class."""
+    a = p.add_argument
+    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
+    a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
+    a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
+    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0 in "
+      "pretraining, 0.1 in fine-tuning)")
+    a("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: one per layer (T5X at "
+      "the paper's time) or one shared by all layers")
+    a("--init", default="", choices=("",) + INITS, help="initialisation: t5x (fan-in) or gpt2 "
+      "(N(0, 0.02)); default: the block's own")
+    a("--tie_embeddings", type=int, default=-1, choices=(-1, 0, 1), help="1: the output head is the "
+      "input embedding; 0: untied (the paper); -1: the block's own")
+    a("--loss_chunk", type=int, default=-1,
+      help="tokens per chunk of the fused output head + loss (0: the plain loss; -1: 256 on CPU, 8192 on GPU)")
+
+
+def build_config(args, block_size):
+    """The config of a fresh model from the model flags (model.config_for checks them)."""
+    try:
+        return config_for(args.model_class, args.n_layer, block=args.block, pos=args.pos,
+                          block_size=block_size, dropout=args.dropout, loss_chunk=args.loss_chunk,
+                          rel_bias=args.rel_bias, init=args.init, tie_embeddings=args.tie_embeddings)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def check_args(args):
+    for name in ("n_layer", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
+                 "eval_interval", "eval_iters", "eval_examples"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; choose one")
+
+
+# --- optimisation -------------------------------------------------------------------------------
+
+def lr_at(it, args, time_frac=0.0):
+    """Linear warmup, then cosine decay to min_lr at max_iters (or at the end of --max_minutes,
+    whichever comes first), or constant."""
+    if it < args.warmup_iters:
+        return args.learning_rate * (it + 1) / args.warmup_iters
+    if args.lr_schedule == "constant":
+        return args.learning_rate
+    frac = min(1.0, max(time_frac, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters)))
+    return args.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (args.learning_rate - args.min_lr)
+
+
+def make_optimizer(model, args, device):
+    """AdamW (matrices and embeddings decay, norms and biases do not; fused on CUDA, foreach on CPU),
+    or Adafactor as T5X ran it: torch's takes steps of min(lr, 1/sqrt(t)) * max(1e-3, RMS(param)),
+    T5X's rule (decay exponent 0.8, update clipping 1, no momentum, no weight decay)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "adafactor":
+        return torch.optim.Adafactor(params, lr=args.learning_rate, beta2_decay=-0.8, d=1.0,
+                                     weight_decay=0.0, foreach=not device.startswith("mps"))
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fast = {"fused": True} if device.startswith("cuda") else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.beta1, args.beta2), **fast)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+class Job:
+    """What a kind of training supplies to fit(), made once the run's settings are final.
+    config: GPTConfig for a fresh run; init(model): load starting weights (fresh runs only);
+    batch(gen, rank, world) -> (x, y) with y = -1 where no loss; evaluate(model) -> dict with
+    val_loss; data: provenance (name and sha256) for every result file."""
+
+    def __init__(self, config, batch, evaluate, data, init=None, describe=""):
+        self.config, self.batch, self.evaluate, self.data = config, batch, evaluate, data
+        self.init, self.describe = init, describe
+
+
+def setup_processes(device_flag):
+    """Rank, world size and device; torchrun sets RANK and WORLD_SIZE."""
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    device = pick_device(device_flag)
+    if ddp:
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return rank, world, device
+
+
+def settle_settings(args, kind):
+    """The checkpoint to resume (or None). A resumed run continues with the settings it was
+    started with, except those in RESUME_MAY_CHANGE that this command line gave."""
+    check_args(args)
+    ckpt_path = Path(args.out_dir) / "ckpt.pt"
+    if not args.resume:
+        if ckpt_path.exists() and not args.overwrite:
+            raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
+        return None
+    resume = load_checkpoint(ckpt_path, kind=kind)
+    given = set(getattr(args, "given_flags", ()))
+    keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE + ("resume", "overwrite", "given_flags")
+            if k in given or k in ("resume", "overwrite", "given_flags")}
+    vars(args).update({**resume["run_config"], **keep})
+    return resume
+
+
+class Run:
+    def __init__(self, args, kind, make_job):
+        self.args, self.kind = args, kind
+        resume = settle_settings(args, kind)
+        self.out = Path(args.out_dir)
+        self.ckpt_path = self.out / "ckpt.pt"
+        self.rank, self.world, self.device = setup_processes(args.device)
+        if self.device == "cpu":
+            keep_freed_memory()
+        self.ddp, self.master = self.world > 1, self.rank == 0
+        self.dtype = pick_dtype(args.dtype, self.device)
+        resumed_cfg = GPTConfig(**resume["model_config"]) if resume else None
+        self.job = make_job(args, self.rank, self.world, resumed_cfg)
+        self.cfg = resumed_cfg or self.job.config
+
+        torch.manual_seed(args.seed)
+        self.model = build_model(self.cfg)
+        if self.job.init and not resume:
+            self.job.init(self.model)
+        self.model.to(self.device)
+        self.optimizer = make_optimizer(self.model, args, self.device)
+        self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
+        self.step_n, self.best, self.tokens = 0, float("inf"), 0
+        self.saved_step = None  # the step of the checkpoint on disk, for the NaN message
+        if resume:
+            self.restore(resume)
+        self.train_model = torch.compile(self.model) if args.compile else self.model
+        if self.ddp:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.train_model, device_ids=[self.device] if self.device.startswith("cuda") else None)
+        self.info = {"kind": kind, "run_config": vars(args), "model_config": asdict(self.cfg),
+                     "params": count_params(self.cfg, self.cfg.block_size), "seed": args.seed,
+                     "code_version": code_version(), "data": self.job.data, "device": self.device,
+                     "dtype": self.dtype, "world_size": self.world}
+        if self.master:
+            self.announce(fresh=resume is None)
+
+    def restore(self, resume):
+        try:
+            self.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"{self.ckpt_path} does not fit this model ({str(e).splitlines()[0]})") from None
+        self.step_n, self.best = resume["step"], resume.get("best_val_loss", self.best)
+        self.tokens, self.saved_step = resume.get("tokens", 0), resume["step"]
+        rngs = resume["rng"]
+        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0], self.gen)
+
+    def announce(self, fresh):
+        self.out.mkdir(parents=True, exist_ok=True)
+        if fresh and (self.out / "log.jsonl").exists():
+            (self.out / "log.jsonl").unlink()
+        c, n = self.cfg, self.info["params"]
+        print(f"{self.job.describe}n_layer={c.n_layer} d_model={c.d_model} d_ff={c.d_ff} "
+              f"params={n['total']:,} (non-embedding {n['non_embedding']:,}) device={self.device} "
+              f"dtype={self.dtype}" + (f" processes={self.world}" if self.ddp else ""), flush=True)
+
+    def step(self, lr):
+        """One optimizer step; returns the training loss. A non-finite loss stops the run with the
+        last good checkpoint intact."""
+        args, accum = self.args, self.args.gradient_accumulation_steps
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(accum):
+            x, y = self.job.batch(self.gen, self.rank, self.world)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            sync = not self.ddp or micro == accum - 1
+            ctx = nullcontext() if sync else self.train_model.no_sync()  # all-reduce once per step
+            with ctx, autocast(self.device, self.dtype):
+                loss = self.train_model(x, targets=y, z_loss=args.z_loss) / accum
+            loss.backward()
+            loss_sum += loss.item()
+            self.tokens += x.numel() * self.world
+        if not math.isfinite(loss_sum):
+            kept = f"the last good checkpoint {self.ckpt_path} (step {self.saved_step}) is kept" \
+                if self.saved_step is not None else "no checkpoint had been written yet"
+            raise UserError(f"loss became {loss_sum} at step {self.step_n + 1}; {kept}; resume it with "
+                            "--resume and a lower --learning_rate (or --dtype float32)")
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_n += 1
+        return loss_sum
+
+    def evaluate(self, train_loss, lr, elapsed):
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            metrics = self.job.evaluate(self.model)
+        self.model.train(was_training)
+        self.best = min(self.best, metrics["val_loss"])
+        rec = {"step": self.step_n, "train_loss": train_loss, **metrics, "val_ppl": math.exp(metrics["val_loss"]),
+               "lr": lr, "tokens": self.tokens, "elapsed_s": elapsed}
+        if self.master:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        return metrics
+
+    def rng_states(self):
+        state = rng_state(self.gen)
+        if not self.ddp:
+            return [state]
+        states = [None] * self.world
+        torch.distributed.all_gather_object(states, state)
+        return states
+
+    def save(self, metrics, full=True):
+        """ckpt.pt (what resuming needs), or a snapshot of the weights alone."""
+        ck = {"format": CKPT_FORMAT, "kind": self.kind, "model_config": asdict(self.cfg),
+              "model": self.model.state_dict(), "step": self.step_n, "val_loss": metrics["val_loss"],
+              "metrics": metrics, "run_config": vars(self.args), "code_version": self.info["code_version"],
+              "data": self.job.data}
+        if full:
+            ck.update(optimizer=self.optimizer.state_dict(), rng=self.rng_states(), best_val_loss=self.best,
+                      tokens=self.tokens)
+            self.saved_step = self.step_n
+        if not self.master:
+            return
+        if full:
+            save_atomic(ck, self.ckpt_path)
+        else:
+            (self.out / "snapshots").mkdir(exist_ok=True)
+            save_atomic(ck, self.out / "snapshots" / f"step_{self.step_n:07d}.pt")
+
+    def finish(self, metrics, seconds, tok_s):
+        summary = {**self.info, "step": self.step_n, **(metrics or {}),
+                   "val_ppl": math.exp(metrics["val_loss"]) if metrics else None,
+                   "best_val_loss": self.best, "train_seconds": seconds, "tokens_per_s_last": tok_s}
+        if self.master:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.ddp:
+            # free the DDP wrapper (it holds the process group) before tearing the group down: left to
+            # interpreter shutdown, gloo's threads can die unjoined and abort the process after a good run
+            del self.train_model
+            gc.collect()
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        return summary
+
+
+def fault_injection_step():
+    """NANODEPTH_KILL_AT_STEP=N makes the process SIGKILL itself right after optimizer step N:
+    the fault tests' deterministic stand-in for a machine dying mid-run."""
+    return int(os.environ.get("NANODEPTH_KILL_AT_STEP", "0"))
+
+
+def fit(args, kind, make_job):
+    """Train to args.max_iters (or --max_minutes); make_job(args, rank, world, resumed_config or
+    None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
+    run = Run(args, kind, make_job)
+    run.model.train()
+    kill_at = fault_injection_step()
+    t0, budget_s = time.time(), args.max_minutes * 60
+    bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
+               dynamic_ncols=True)
+    train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(run.step_n, args)
+    t_window, tok_window = time.time(), run.tokens
+    while run.step_n < args.max_iters:
+        time_frac = (time.time() - t0) / budget_s if budget_s else 0.0
+        if time_frac >= 1.0:
+            break
+        lr = lr_at(run.step_n, args, time_frac)
+        train_loss = run.step(lr)
+        if run.step_n == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if time.time() - t_window > 2.0 or run.step_n == args.max_iters:
+            tok_s = (run.tokens - tok_window) / (time.time() - t_window)
+            t_window, tok_window = time.time(), run.tokens
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
+                        val=f"{metrics['val_loss']:.3f}" if metrics else "-")
+        last = run.step_n == args.max_iters or (budget_s and time.time() - t0 >= budget_s)
+        snap = args.snapshot_interval and run.step_n % args.snapshot_interval == 0
+        due = run.step_n % args.eval_interval == 0 or last
+        if snap or due:
+            metrics = run.evaluate(train_loss, lr, time.time() - t0)
+            if snap:
+                run.save(metrics, full=False)
+            if due:
+                run.save(metrics)
+                if run.master:
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+                    tqdm.write(f"step {run.step_n}: train loss {train_loss:.4f}, {shown}, saved {run.ckpt_path}")
+                    sys.stdout.flush()
+    bar.close()
+    return run.finish(metrics, time.time() - t0, tok_s)
