@@ -43,6 +43,8 @@ def make_job(args, rank, world, resumed_cfg=None):
     task = tasks.get_task(args.task)
     if bool(args.init_from) == bool(args.from_scratch) and not args.resume:
         raise UserError("give either --init_from CHECKPOINT or --from_scratch")
+    if args.from_scratch and resumed_cfg is None:
+        build_config(args, block_size=1)  # bad model flags fail before any data is read
     every = {s: tasks.read_split(task, s, args.data_dir or None) for s in task.splits}
     train = every["train"]
     need = max(tasks.longest(ex)[1] for ex in every.values())

@@ -31,9 +31,10 @@ def get_args(argv=None):
 
 def make_job(args, rank, world, resumed_cfg):
     """Pretraining: random windows of the corpus; validation loss on fixed windows."""
+    config = None if resumed_cfg else build_config(args, args.block_size)  # bad model flags fail first
     train, val, meta = load_corpus(args.dataset, args.data_dir, args.block_size)
     val_batches = eval_windows(val, args.block_size, args.eval_iters * args.batch_size, args.batch_size)
-    return Job(config=None if resumed_cfg else build_config(args, args.block_size),
+    return Job(config=config,
                batch=lambda gen, rank, world: get_batch(train, args.batch_size, args.block_size, gen, rank, world),
                evaluate=lambda model: {"val_loss": mean_loss(model, val_batches)},
                data={"name": args.dataset, "train_sha256": meta.get("train_sha256"),
