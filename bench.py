@@ -9,8 +9,9 @@ By depth, for one class (the paper's practical claim: latency grows about linear
 Training against peers at the same shapes, interleaved in one process:
     python bench.py --train [--n_layer 4 --batch_size 8 --block_size 256]
   this machine's matmul peak (fp32, bf16), then tokens/s, MFU and peak memory of nanodepth
-  (train.py's defaults, fp32 and bf16), a nanoGPT-style model (gpt2 block, whole logits, fp32),
-  and transformers' GPT2LMHeadModel (fp32, AdamW) when transformers is installed.
+  (train.py's defaults, fp32 and bf16), nanodepth's gpt2 block trained as nanoGPT trains its
+  model (whole logits, then cross-entropy, fp32: nanoGPT's model and loss in nanodepth's code,
+  not nanoGPT itself), and transformers' GPT2LMHeadModel (fp32, AdamW) when transformers is installed.
 
 Evaluation decoding, with and without the KV cache, on COGS gen:
     python bench.py --eval --ckpt out-finetune/ckpt.pt --limit 500
@@ -34,7 +35,7 @@ from trainer import lr_at, make_optimizer
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--train", action="store_true", help="compare training speed with nanoGPT-style and transformers models")
+    a("--train", action="store_true", help="compare training speed with nanodepth's gpt2 block and whole-logits loss, and transformers' GPT2LMHeadModel")
     a("--eval", action="store_true", help="decoding speed with and without the KV cache on COGS gen")
     a("--model_class", default="tiny", help="size class")
     a("--depths", default="1,2,4,6", help="depths for the by-depth table")
@@ -130,7 +131,7 @@ def nanodepth_step(cfg, args, device, dtype, compile_=False):
 
 
 def nanogpt_step(args, device):
-    """nanoGPT's model as its users train it: the gpt2 block, all logits then cross-entropy, fp32."""
+    """nanoGPT's model and loss in nanodepth's code: the gpt2 block, all logits, cross-entropy, fp32."""
     cfg = GPTConfig(n_layer=args.n_layer, n_head=2, d_model=128, d_ff=512, block="gpt2",
                     block_size=args.block_size, loss_chunk=0)
     model = GPT(cfg).to(device)
@@ -178,7 +179,7 @@ def bench_train(args, device):
                                                     "float32")
     if not args.no_peers:
         ng_step, ng_cfg = nanogpt_step(args, device)
-        contenders["nanoGPT-style float32"] = (ng_step, ng_cfg, "float32")
+        contenders["gpt2 block, whole logits float32"] = (ng_step, ng_cfg, "float32")
         hf = hf_step(args, device)
         if hf is not None:
             contenders["transformers GPT2LMHeadModel float32"] = (hf, ng_cfg, "float32")
@@ -195,7 +196,7 @@ def bench_train(args, device):
         flops = 3 * count_params(c, args.block_size)["forward_flops_per_token"]  # forward + backward
         rows.append({"model": k, "d_ff": c.d_ff, "tokens_per_s": tps, "mfu": tps * flops / peaks[dt],
                      "mfu_against": dt, "peak_mem_mb": mem[k], "all_rounds": speeds[k]})
-    base = [r for r in rows if r["model"].startswith(("transformers", "nanoGPT"))]
+    base = [r for r in rows if r["model"].startswith(("transformers", "gpt2 block"))]
     print(f"matmul peak: " + ", ".join(f"{dt} {p / 1e9:.0f} GFLOP/s" for dt, p in peaks.items())
           + f" (AMX: {cpu_has_amx()})")
     print(f"{'model':<40} {'d_ff':>5} {'tokens/s':>9} {'MFU':>6} {'peak MB':>8}" +

@@ -9,6 +9,9 @@ Two blocks, chosen in the config:
   gpt2:  nanoGPT's block. LayerNorm with bias, biased linears, two-matrix GELU MLP, learned
          absolute positions, tied embeddings.
 Position is a separate dial (t5 | learned | rope) so any block can take any of the three.
+Looping (n_unique < n_layer): n_unique distinct blocks applied in order, cycling, for n_layer
+applications (Universal-Transformer-style weight sharing): the parameters of n_unique layers,
+the compute of n_layer.
 
 Run `python model.py --model_class 41M` for a class's depth/width table.
 """
@@ -27,7 +30,7 @@ GPT2_VOCAB = 50257
 
 @dataclass
 class GPTConfig:
-    n_layer: int = 2
+    n_layer: int = 2                # block applications (depth)
     n_head: int = 2
     d_model: int = 128
     d_ff: int = 512
@@ -41,6 +44,7 @@ class GPTConfig:
     init: str = ""                  # t5x | gpt2; "" = the block's own (paper: t5x, gpt2: gpt2)
     tie_embeddings: int = -1        # 1: output head = input embedding; 0: untied; -1: the block's own
     dropout: float = 0.0
+    n_unique: int = 0               # distinct blocks, cycled over the n_layer applications; 0 = n_layer
     loss_chunk: int = -1            # fused head + loss (fused_loss.py): tokens per chunk; 0 = the
                                     # plain loss below, -1 = measured best for the device
 
@@ -57,6 +61,10 @@ class GPTConfig:
             self.init = "t5x" if self.block == "paper" else "gpt2"
         if self.tie_embeddings < 0:
             self.tie_embeddings = int(self.block == "gpt2")
+        if not self.n_unique:
+            self.n_unique = self.n_layer
+        if not 1 <= self.n_unique <= self.n_layer:
+            raise ValueError(f"n_unique must be between 1 and n_layer ({self.n_layer}), got {self.n_unique}")
         for name, value, allowed in (("rel_bias", self.rel_bias, REL_BIAS), ("init", self.init, INITS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
@@ -67,10 +75,11 @@ class GPTConfig:
 
     @property
     def n_rel_tables(self):
-        return (self.n_layer if self.rel_bias == "per_layer" else 1) if self.pos == "t5" else 0
+        return (self.n_unique if self.rel_bias == "per_layer" else 1) if self.pos == "t5" else 0
 
 
 BLOCKS = ("paper", "gpt2")
+MATCHES = ("params", "compute")
 POSITIONS = ("t5", "learned", "rope")
 REL_BIAS = ("per_layer", "shared")
 INITS = ("t5x", "gpt2")
@@ -116,8 +125,13 @@ def deepest(model_class, block="paper"):
     return n
 
 
-def config_for(model_class, n_layer, quiet=False, **overrides):
-    """GPTConfig for depth n_layer of a size class, its d_ff solved to keep the layer budget."""
+def config_for(model_class, n_layer, quiet=False, n_unique=0, match="params", **overrides):
+    """GPTConfig for depth n_layer of a size class, its d_ff solved to keep the layer budget.
+    Looped (0 < n_unique < n_layer), d_ff is that of an unlooped model of depth n_unique
+    (match="params": the class's parameter count, the compute of n_layer applications) or of depth
+    n_layer (match="compute": the depth-n_layer model's FLOPs, fewer parameters)."""
+    if match not in MATCHES:
+        raise ValueError(f"unknown match {match!r}; choose one of {', '.join(MATCHES)}")
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"unknown model class {model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
     block = overrides.get("block", "paper")
@@ -125,7 +139,10 @@ def config_for(model_class, n_layer, quiet=False, **overrides):
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     if n_layer < 1:
         raise ValueError(f"n_layer must be at least 1, got {n_layer}")
-    d_ff = d_ff_for(model_class, n_layer, block)
+    if not 0 <= n_unique <= n_layer:
+        raise ValueError(f"n_unique must be between 1 and n_layer ({n_layer}), got {n_unique}")
+    looped = 0 < n_unique < n_layer
+    d_ff = d_ff_for(model_class, n_unique if looped and match == "params" else n_layer, block)
     if d_ff < 1:
         raise ValueError(f"class {model_class} cannot hold {n_layer} layers (d_ff would be {d_ff}); "
                          f"the deepest possible is {deepest(model_class, block)}")
@@ -133,21 +150,23 @@ def config_for(model_class, n_layer, quiet=False, **overrides):
     if d_ff < d and not quiet:
         print(f"warning: {model_class} at n_layer={n_layer} has d_ff={d_ff} < d_model={d}, the regime "
               "where the paper saw perplexity get worse", file=sys.stderr)
-    return GPTConfig(n_layer=n_layer, n_head=d // HEAD_DIM, d_model=d, d_ff=d_ff, **overrides)
+    return GPTConfig(n_layer=n_layer, n_unique=n_unique, n_head=d // HEAD_DIM, d_model=d, d_ff=d_ff,
+                     **overrides)
 
 
 def count_params(cfg, context=None):
     """Parameter counts (and forward FLOPs per token) from the config alone, without building."""
     d, V = cfg.d_model, cfg.vocab_size
     fixed, per_dff = layer_params(d, cfg.block)
-    layers = cfg.n_layer * (fixed + per_dff * cfg.d_ff)
+    layers = cfg.n_unique * (fixed + per_dff * cfg.d_ff)  # shared blocks are counted once
     final_norm = d if cfg.block == "paper" else 2 * d
     pos = {"t5": cfg.num_buckets * cfg.n_head * cfg.n_rel_tables, "learned": cfg.block_size * d,
            "rope": 0}[cfg.pos]
     embedding = V * d * (1 if cfg.tied else 2) + (pos if cfg.pos == "learned" else 0)
     non_embedding = layers + final_norm + (pos if cfg.pos == "t5" else 0)
     # Forward FLOPs per token, Kaplan et al. (2020): 2 per weight of every matmul (the head
-    # included) plus 2 * n_layer * context * d for attention scores and the weighted sum.
+    # included) plus 2 * n_layer * context * d for attention scores and the weighted sum; a looped
+    # model pays for every application.
     matmul_weights = cfg.n_layer * (4 * d * d + (3 if cfg.block == "paper" else 2) * d * cfg.d_ff) + V * d
     ctx = context or cfg.block_size
     flops = 2 * matmul_weights + 2 * cfg.n_layer * ctx * d
@@ -269,7 +288,7 @@ class GPT(nn.Module):
             self.rel_bias = nn.Embedding(cfg.num_buckets, cfg.n_head)
             self.rel_bias.rel_table = True
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_unique))
         self.norm_f = RMSNorm(cfg.d_model) if cfg.block == "paper" else nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tied:
@@ -339,7 +358,7 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, valid=None, cache=None, z_loss=0.0):
         """idx (B, T) token ids. targets (B, T): the loss is returned, mean over targets != -1.
         valid (B, T_past + T) bool: which tokens are real (left padding), for batched decoding.
-        cache: a list of per-layer [k, v] lists, filled and extended in place.
+        cache: a list of [k, v] lists, one per block application, filled and extended in place.
         z_loss: weight of T5X's auxiliary loss log(Z)^2, which keeps the softmax normalizer near 1.
         Without targets, the logits (B, T, vocab) are returned."""
         B, T = idx.shape
@@ -351,7 +370,8 @@ class GPT(nn.Module):
         if self.config.pos == "learned":
             x = x + self.wpe(pos)
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
+        for i in range(self.config.n_layer):  # blocks in order, cycling when looped
+            block = self.blocks[i % self.config.n_unique]
             x = block(x, mask, rot, None if cache is None else cache[i], buckets)
         x = self.norm_f(x)
         if self.config.tied and self.config.init == "t5x":
@@ -383,7 +403,7 @@ class GPT(nn.Module):
         max_new_tokens = min(max_new_tokens, self.config.block_size - idx.size(1))
         out = torch.full((B, max(max_new_tokens, 0)), eos_id, dtype=torch.long, device=idx.device)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        cache = [[] for _ in self.blocks] if use_cache else None
+        cache = [[] for _ in range(self.config.n_layer)] if use_cache else None  # one per application
         seq, step_in = idx, idx
         for t in range(max_new_tokens):
             logits = self(step_in if use_cache else seq, valid=valid, cache=cache)[:, -1]
@@ -412,16 +432,18 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Command line: the class table
 
-def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None, rel_bias="per_layer"):
+def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None, rel_bias="per_layer",
+                n_unique=0, match="params"):
     rows = []
     for n in depths:
-        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True, rel_bias=rel_bias)
+        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True, rel_bias=rel_bias,
+                         n_unique=min(n_unique, n), match=match)
         c = count_params(cfg, context)
-        rows.append({"n_layer": n, "d_model": cfg.d_model, "n_head": cfg.n_head, "d_ff": cfg.d_ff,
-                     "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3), "rel_bias_tables": cfg.n_rel_tables,
-                     "params_total": c["total"],
+        rows.append({"n_layer": n, "n_unique": cfg.n_unique, "d_model": cfg.d_model, "n_head": cfg.n_head,
+                     "d_ff": cfg.d_ff, "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3),
+                     "rel_bias_tables": cfg.n_rel_tables, "params_total": c["total"],
                      "params_non_embedding": c["non_embedding"],
-                     "forward_flops_per_token": c["forward_flops_per_token"]})
+                     "flops_per_token": c["forward_flops_per_token"]})
     return rows
 
 
@@ -452,7 +474,12 @@ def main(argv=None):
     p.add_argument("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
     p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
                    "(T5X at the paper's time; 32 x n_head each) or shared (one, the paper's totals)")
-    p.add_argument("--context", type=int, default=1024, help="context length used for attention FLOPs")
+    p.add_argument("--n_unique", type=int, default=0, help="looped: this many distinct blocks, cycled over "
+                   "each depth's applications (0: every block distinct)")
+    p.add_argument("--match", default="params", choices=MATCHES, help="looped d_ff: an unlooped depth-n_unique "
+                   "model's (params: the class's parameters) or the depth's own (compute: its FLOPs)")
+    p.add_argument("--context", type=int, default=1024, help="context length used for attention FLOPs "
+                   "(flops_per_token: forward pass)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     a = p.parse_args(argv)
     if a.model_class not in MODEL_CLASSES:
@@ -461,6 +488,8 @@ def main(argv=None):
         fail(f"unknown --block {a.block!r}; choose one of {', '.join(BLOCKS)}")
     if a.vocab_size < 1:
         fail(f"--vocab_size must be positive, got {a.vocab_size}")
+    if a.n_unique < 0 or a.context < 1:
+        fail("--n_unique must be 0 or more and --context at least 1")
     if a.depths:
         try:
             depths = parse_int_list(a.depths, "--depths")
@@ -472,7 +501,7 @@ def main(argv=None):
         if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
             fail(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 to "
                  f"{deepest(a.model_class, a.block)}")
-    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context, a.rel_bias)
+    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context, a.rel_bias, a.n_unique, a.match)
     if a.json:
         print(json.dumps(rows))
         return

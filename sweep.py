@@ -10,7 +10,9 @@ Finished steps are skipped, so the same command resumes a crashed sweep. Writes
 results/<name>/results.csv (one row per depth x seed x task), summary.md, figures (*.png) and
 runs/ (checkpoints; not for git). --ppl_matched adds the paper's perplexity-matched control,
 --loss_matched its loss-matched one, --dev_selected scores each run at its best-dev snapshot,
---rank_analysis the FFN singular-value analysis.
+--rank_analysis the FFN singular-value analysis. --looped K adds, at every depth L above K, models
+of K distinct blocks applied L times, at matched parameters (the d_ff of depth K) and at matched
+compute (the d_ff of depth L): depth as computation against depth as parameters.
 
 A study's settings live in a recipe file (recipes/*.json): `python sweep.py --config
 recipes/cpu_tiny.json` reads its "sweep" section and hands the file to train.py and finetune.py,
@@ -34,7 +36,7 @@ import tasks
 import train
 from checkpoint import load_checkpoint
 from common import ROOT, UserError, code_version, main_guard, parse_with_recipe, write_atomic
-from model import MODEL_CLASSES, config_for, parse_int_list
+from model import MATCHES, MODEL_CLASSES, config_for, parse_int_list
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -80,6 +82,8 @@ def get_args(argv=None):
     a("--finetune_evals", type=int, default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
       "per fine-tuning run")
     a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
+    a("--looped", type=int, default=0, help="also train looped models of K distinct blocks at every depth above "
+      "K, at matched parameters and at matched compute (0: none)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--quiet", action="store_true", help="no progress bars")
     args = parse_with_recipe(p, argv, "sweep")
@@ -92,6 +96,10 @@ def get_args(argv=None):
         args.seed_list = parse_int_list(args.seeds, "--seeds")
         for n in args.depth_list:  # the class and every depth are checked where they are defined
             config_for(args.model_class, n, quiet=True)
+            if 0 < args.looped < n:
+                config_for(args.model_class, n, n_unique=args.looped, quiet=True)
+        if args.looped < 0:
+            raise ValueError(f"--looped must be 0 or more, got {args.looped}")
     except ValueError as e:
         raise UserError(str(e)) from None
     args.task_list = [t for t in args.tasks.split(",") if t]
@@ -111,12 +119,20 @@ class Sweep:
             (["--config", args.config] if args.config else [])
 
     # --- the three steps, each skipped when its result exists -----------------------------------
-    def pretrain(self, depth, seed):
+    def cell(self, depth, seed, variant=None):
+        """A model's run folder: d4_s0, or d4_u1params_s0 for K=1 blocks looped to depth 4."""
+        return self.runs / (f"d{depth}_s{seed}" if not variant else f"d{depth}_u{variant[0]}{variant[1]}_s{seed}")
+
+    @staticmethod
+    def model_flags(depth, variant=None):
+        return ["--n_layer", str(depth)] + (["--n_unique", str(variant[0]), "--match", variant[1]] if variant else [])
+
+    def pretrain(self, depth, seed, variant=None):
         if not self.args.pretrain_iters:  # no pretraining: the fine-tuning run builds the model
             return None
-        out = self.runs / f"d{depth}_s{seed}" / "pretrain"
+        out = self.cell(depth, seed, variant) / "pretrain"
         if not (out / "summary.json").exists():
-            argv = ["--model_class", self.args.model_class, "--n_layer", str(depth), "--seed", str(seed),
+            argv = ["--model_class", self.args.model_class, *self.model_flags(depth, variant), "--seed", str(seed),
                     "--dataset", self.args.dataset, "--max_iters", str(self.args.pretrain_iters),
                     "--eval_interval", str(max(1, self.args.pretrain_iters // 5)), "--out_dir", str(out),
                     "--snapshot_interval", str(self.args.snapshot_interval), *self.common,
@@ -124,10 +140,10 @@ class Sweep:
             train.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
         return json.loads((out / "summary.json").read_text())
 
-    def finetune(self, init, out, task, seed, depth=None):
+    def finetune(self, init, out, task, seed, depth=None, variant=None):
         if not (out / "summary.json").exists():
             start = ["--init_from", str(init)] if init else \
-                ["--from_scratch", "--model_class", self.args.model_class, "--n_layer", str(depth)]
+                ["--from_scratch", "--model_class", self.args.model_class, *self.model_flags(depth, variant)]
             every = max(1, self.args.finetune_iters // self.args.finetune_evals)
             argv = ["--task", task, *start, "--seed", str(seed), "--out_dir", str(out),
                     "--max_iters", str(self.args.finetune_iters), "--eval_interval", str(every),
@@ -153,8 +169,10 @@ class Sweep:
         gen = by_split.get(t.gen_split, {})
         built = pre or ft  # without pretraining the fine-tuning run holds the model's description
         row = {"model_class": self.args.model_class, "n_layer": depth,
+               "n_unique": built["model_config"].get("n_unique") or depth,
                "d_model": built["model_config"]["d_model"], "d_ff": built["model_config"]["d_ff"],
                "params": built["params"]["total"], "params_non_embedding": built["params"]["non_embedding"],
+               "flops_per_token": built["params"]["forward_flops_per_token"],
                "seed": seed, "task": task, "control": control,
                "pretrain_step": (init_step if init_step is not None else pre["step"]) if pre else 0,
                "val_loss": pre["val_loss"] if pre else "", "perplexity": pre["val_ppl"] if pre else "",
@@ -181,14 +199,10 @@ class Sweep:
         pre = {}
         for seed in self.args.seed_list:
             for depth in self.args.depth_list:
-                pre[depth, seed] = self.pretrain(depth, seed)
-                cell = self.runs / f"d{depth}_s{seed}"
-                init = cell / "pretrain" / "ckpt.pt" if pre[depth, seed] else None
-                for task in self.args.task_list:
-                    ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth)
-                    ev = self.evaluate(cell / f"ft_{task}", task)
-                    rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev))
-                    self.write_csv(rows)
+                pre[depth, seed] = self.model_rows(depth, seed, None, rows)
+            for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
+                for match in MATCHES:
+                    self.model_rows(depth, seed, (self.args.looped, match), rows)
             if self.args.ppl_matched:
                 rows += self.ppl_matched(seed, pre)
                 self.write_csv(rows)
@@ -199,6 +213,19 @@ class Sweep:
                 rows += self.dev_selected(seed, pre)
                 self.write_csv(rows)
         return rows
+
+    def model_rows(self, depth, seed, variant, rows):
+        """Pretrain (if the sweep does), fine-tune and score one model on every task; its pretraining summary."""
+        pre = self.pretrain(depth, seed, variant)
+        cell = self.cell(depth, seed, variant)
+        init = cell / "pretrain" / "ckpt.pt" if pre else None
+        for task in self.args.task_list:
+            ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth, variant)
+            ev = self.evaluate(cell / f"ft_{task}", task)
+            control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
+            rows.append(self.row(depth, seed, task, pre, ft, ev, control=control))
+            self.write_csv(rows)
+        return pre
 
     def score_snapshot(self, run, snap, task, label):
         path = run / f"eval_{task}_{label}.json"
@@ -395,8 +422,36 @@ def summarize(rows, args, root):
                          + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) + " | "
                                       + fmt(mean_ci([100 * r["id_acc"] for r in rs if r["task"] == t]))
                                       for t in args.task_list) + " |")
+    lines += looped_table(rows, args, depths)
     (root / "summary.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def looped_table(rows, args, depths):
+    """Unlooped against looped models at each depth: depth as parameters against depth as computation."""
+    looped = [r for r in rows if r["control"].startswith("looped_")]
+    if not looped:
+        return []
+    k = looped[0]["n_unique"]
+    kinds = {"": "unlooped", f"looped_params_u{k}": "looped, matched parameters",
+             f"looped_compute_u{k}": "looped, matched compute"}
+    lines = ["", f"Looped models ({k} distinct block{'s' if k > 1 else ''} applied depth times): at matched "
+             f"parameters the d_ff of depth {k} (the class's parameters, more FLOPs), at matched compute the "
+             "d_ff of the depth itself (its FLOPs, fewer parameters). Generalization / in-distribution exact "
+             "match (%); parameters and forward MFLOP per token below each.", ""]
+    for t in args.task_list:
+        lines += [f"{t}:", "", "| depth | " + " | ".join(kinds.values()) + " |", "|---|---|---|---|"]
+        for d in depths:
+            cells = []
+            for kind in kinds:
+                rs = [r for r in rows if r["control"] == kind and r["n_layer"] == d and r["task"] == t]
+                cells.append("–" if not rs else
+                             f"{fmt(mean_ci([100 * r['gen_acc'] for r in rs]))} / "
+                             f"{fmt(mean_ci([100 * r['id_acc'] for r in rs if r['id_acc'] != '']))}<br>"
+                             f"{rs[0]['params']:,}; {rs[0]['flops_per_token'] / 1e6:.1f}")
+            lines.append(f"| {d} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def fmt(mc, digits=1):
@@ -415,11 +470,11 @@ def figures(rows, args, root, ranks=None):
     d_model = main[0]["d_model"]
     narrow = [d for d in depths if next(r["d_ff"] for r in main if r["n_layer"] == d) < d_model]
 
-    def series(key, task=None, scale=1.0):
+    def series(key, task=None, scale=1.0, subset=None):
         ms, hs = [], []
         for d in depths:
-            vals = [scale * r[key] for r in main if r["n_layer"] == d and (task is None or r["task"] == task)
-                    and r[key] != ""]
+            vals = [scale * r[key] for r in (main if subset is None else subset)
+                    if r["n_layer"] == d and (task is None or r["task"] == task) and r[key] != ""]
             m, h = mean_ci(vals)
             ms.append(m)
             hs.append(0.0 if math.isnan(h) else h)
@@ -461,6 +516,22 @@ def figures(rows, args, root, ranks=None):
         ax.legend(fontsize=8)
         ax.set_title(f"{t}: lexical vs structural generalization")
         finish(ax, "exact match (%)", f"{t}_lexical_structural.png")
+
+    looped = [r for r in rows if r["control"].startswith("looped_")]
+    if looped:
+        t = args.task_list[0]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        band(ax, *series("gen_acc", t, 100), "unlooped")
+        for kind in sorted({r["control"] for r in looped}, reverse=True):
+            ms, hs = series("gen_acc", t, 100, [r for r in looped if r["control"] == kind])
+            keep = [i for i, m in enumerate(ms) if not math.isnan(m)]
+            ax.plot([depths[i] for i in keep], [ms[i] for i in keep], marker="s",
+                    label=kind.replace("looped_", "looped, matched ").replace(f"_u{looped[0]['n_unique']}", ""))
+            ax.fill_between([depths[i] for i in keep], [ms[i] - hs[i] for i in keep],
+                            [ms[i] + hs[i] for i in keep], alpha=0.2)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{t}: unlooped vs looped ({looped[0]['n_unique']} block) by depth, 95% CI")
+        finish(ax, "generalization exact match (%)", "looped_by_depth.png")
 
     if ranks:
         fig, ax = plt.subplots(figsize=(5, 3.5))

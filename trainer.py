@@ -29,7 +29,7 @@ from checkpoint import CKPT_FORMAT, load_checkpoint, rng_state, set_rng_state
 from common import (UserError, autocast, code_version, keep_freed_memory, pick_device, pick_dtype,
                     save_atomic)
 from fused_loss import build_model
-from model import INITS, MODEL_CLASSES, REL_BIAS, GPTConfig, config_for, count_params
+from model import INITS, MATCHES, MODEL_CLASSES, REL_BIAS, GPTConfig, config_for, count_params
 
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
@@ -81,6 +81,10 @@ def add_model_flags(p):
     a = p.add_argument
     a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
     a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
+    a("--n_unique", type=int, default=0, help="looped: this many distinct blocks, applied in order and cycled "
+      "for n_layer applications (0: n_layer, no sharing)")
+    a("--match", default="params", choices=MATCHES, help="a looped model's d_ff: that of an unlooped "
+      "depth-n_unique model (params: the class's parameter count) or of depth n_layer (compute: its FLOPs)")
     a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
     a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
     a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0 in "
@@ -98,7 +102,8 @@ def add_model_flags(p):
 def build_config(args, block_size):
     """The config of a fresh model from the model flags (model.config_for checks them)."""
     try:
-        return config_for(args.model_class, args.n_layer, block=args.block, pos=args.pos,
+        return config_for(args.model_class, args.n_layer, n_unique=args.n_unique, match=args.match,
+                          block=args.block, pos=args.pos,
                           block_size=block_size, dropout=args.dropout, loss_chunk=args.loss_chunk,
                           rel_bias=args.rel_bias, init=args.init, tie_embeddings=args.tie_embeddings)
     except ValueError as e:

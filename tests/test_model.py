@@ -196,8 +196,8 @@ def test_cli_reproduces_paper_table():
     shared = json.loads(run_cli("--model_class", "41M", "--vocab_size", "32128", "--json",
                                 "--rel_bias", "shared").stdout)
     assert shared[1]["params_total"] == 41_290_496 and shared[1]["rel_bias_tables"] == 1
-    assert set(rows[0]) == {"n_layer", "d_model", "n_head", "d_ff", "d_ff/d_model", "rel_bias_tables", "params_total",
-                            "params_non_embedding", "forward_flops_per_token"}
+    assert set(rows[0]) == {"n_layer", "n_unique", "d_model", "n_head", "d_ff", "d_ff/d_model", "rel_bias_tables",
+                            "params_total", "params_non_embedding", "flops_per_token"}
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -217,3 +217,65 @@ def test_classes_have_head_size_64():
     for name, (d, *_rest) in MODEL_CLASSES.items():
         if d >= 512:
             assert config_for(name, 2).n_head == d // 64
+
+
+# --- looped (weight-shared) models ---------------------------------------------------------------
+
+@pytest.mark.parametrize("rel_bias", REL_BIAS)
+def test_looped_model_equals_unlooped_with_the_same_weights(rel_bias):
+    """n_unique = n_layer is the plain model; one block applied twice is a depth-2 model whose two
+    blocks hold the same weights."""
+    x = torch.randint(0, 101, (2, 12))
+    assert torch.equal(small_model(rel_bias=rel_bias, n_unique=2)(x), small_model(rel_bias=rel_bias)(x))
+    looped = small_model(rel_bias=rel_bias, n_unique=1)
+    plain = small_model(rel_bias=rel_bias)
+    state = looped.state_dict()
+    state.update({k.replace("blocks.0.", "blocks.1."): v for k, v in state.items() if k.startswith("blocks.0.")})
+    plain.load_state_dict(state)
+    torch.testing.assert_close(looped(x), plain(x), rtol=0, atol=0)
+    assert len(looped.blocks) == 1 and looped.config.n_layer == 2
+
+
+@pytest.mark.parametrize("block,pos", OPTIONS)
+@pytest.mark.parametrize("match", ["params", "compute"])
+def test_looped_count_params_matches_built_model(block, pos, match):
+    for n_unique, n_layer in ((1, 4), (2, 5)):
+        cfg = config_for("tiny", n_layer, n_unique=n_unique, match=match, block=block, pos=pos,
+                         vocab_size=1000, quiet=True)
+        assert count_params(cfg)["total"] == sum(p.numel() for p in GPT(cfg).parameters())
+
+
+def test_looped_matching_rules():
+    """Matched parameters: the d_ff of depth K, the class's parameters, the FLOPs of more layers.
+    Matched compute: the d_ff of depth L, the FLOPs of the depth-L model, fewer parameters."""
+    k1, d4 = config_for("tiny", 1), config_for("tiny", 4)
+    p = config_for("tiny", 4, n_unique=1, match="params")
+    c = config_for("tiny", 4, n_unique=1, match="compute", quiet=True)
+    assert p.d_ff == k1.d_ff == 1195 and c.d_ff == d4.d_ff == 170
+    layer_params = count_params(k1)["non_embedding"]
+    assert count_params(p)["non_embedding"] == layer_params
+    assert count_params(c)["non_embedding"] < layer_params
+    flops = {k: count_params(v)["forward_flops_per_token"] for k, v in dict(p=p, c=c, d4=d4, k1=k1).items()}
+    assert flops["c"] == flops["d4"] and flops["p"] > flops["d4"] > flops["k1"]
+    with pytest.raises(ValueError, match="n_unique must be between 1 and n_layer"):
+        config_for("tiny", 2, n_unique=3)
+    with pytest.raises(ValueError, match="unknown match"):
+        config_for("tiny", 2, n_unique=1, match="both")
+
+
+@pytest.mark.parametrize("block,pos", [("paper", "t5"), ("gpt2", "learned")])
+def test_looped_cached_decoding_equals_cache_free(block, pos):
+    model = small_model(block, pos, n_unique=1).double().eval()
+    torch.manual_seed(1)
+    idx = torch.randint(0, 100, (3, 7))
+    valid = torch.ones_like(idx, dtype=torch.bool)
+    valid[0, :3] = False
+    assert model.generate(idx, 20, eos_id=100, valid=valid) == \
+        model.generate(idx, 20, eos_id=100, valid=valid, use_cache=False)
+
+
+def test_cli_reports_looping():
+    rows = json.loads(run_cli("--model_class", "tiny", "--depths", "1,2,4", "--n_unique", "1", "--match",
+                              "compute", "--json").stdout)
+    assert [r["n_unique"] for r in rows] == [1, 1, 1] and [r["d_ff"] for r in rows] == [1195, 512, 170]
+    assert rows[2]["flops_per_token"] > rows[1]["flops_per_token"]

@@ -78,3 +78,21 @@ def test_bench_by_depth_runs(tmp_path):
     assert all(row["train_tokens_per_s_float32"] > 0 and row["decode_ms_per_token_batch1"] > 0
                for row in saved["rows"])
     assert saved["code_version"] and saved["matmul_peak_flops"]["float32"] > 0 and r["rows"]
+
+
+@pytest.mark.data
+def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0", "--tasks", "geoquery",
+                "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--looped", "1", "--quiet",
+                "--finetune_args", "--batch_size 2 --eval_examples 2"])
+    root = tmp_path / "results" / "loop"
+    table = {(r["n_layer"], r["control"]): r for r in csv.DictReader(open(root / "results.csv"))}
+    assert set(table) == {("1", ""), ("2", ""), ("2", "looped_params_u1"), ("2", "looped_compute_u1")}
+    plain, p, c = table["2", ""], table["2", "looped_params_u1"], table["2", "looped_compute_u1"]
+    assert plain["n_unique"] == "2" and p["n_unique"] == c["n_unique"] == "1"
+    assert p["d_ff"] == table["1", ""]["d_ff"] == "1195" and c["d_ff"] == plain["d_ff"] == "512"
+    assert c["flops_per_token"] == plain["flops_per_token"] and int(c["params"]) < int(plain["params"])
+    assert int(p["flops_per_token"]) > int(plain["flops_per_token"])
+    assert "Looped models" in (root / "summary.md").read_text()
+    assert (root / "looped_by_depth.png").stat().st_size > 1000

@@ -222,3 +222,16 @@ def test_code_version_named_by_the_environment_wins_over_git(monkeypatch):
     assert from_git and from_git != "unknown"
     monkeypatch.setenv("NANODEPTH_CODE_VERSION", "0123456789ab")
     assert common.code_version() == "0123456789ab"
+
+
+def test_looped_model_resumes_bitwise(corpus, tmp_path):
+    looped = ["--n_layer", "3", "--n_unique", "1", "--data_dir", str(corpus), "--eval_interval", "2"]
+    straight = train.main([*FAST, *looped, "--out_dir", str(tmp_path / "a"), "--max_iters", "4"])
+    train.main([*FAST, *looped, "--out_dir", str(tmp_path / "b"), "--max_iters", "2"])
+    resumed = train.main(["--out_dir", str(tmp_path / "b"), "--data_dir", str(corpus), "--resume",
+                          "--max_iters", "4", "--quiet"])
+    assert straight["model_config"]["n_unique"] == 1 and resumed["model_config"]["n_layer"] == 3
+    a, b = weights(tmp_path / "a" / "ckpt.pt"), weights(tmp_path / "b" / "ckpt.pt")
+    assert a.keys() == b.keys() and not any(k.startswith("blocks.1.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
