@@ -396,6 +396,15 @@ def summarize(rows, args, root):
             rs = [r for r in main if r["n_layer"] == d and r["task"] == t]
             lines.append(f"| {d} | {fmt(mean_ci([100 * r['lexical_acc'] for r in rs]))} | "
                          f"{fmt(mean_ci([100 * r['structural_acc'] for r in rs]))} |")
+    lines += control_tables(rows, main, args)
+    lines += looped_table(rows, args, depths)
+    (root / "summary.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def control_tables(rows, main, args):
+    """The paper's controls and early stopping on dev, each beside the reference depth's own runs."""
+    lines = []
     controls = {"ppl_matched": ("Perplexity-matched control", "deeper models fine-tuned from the pretraining "
                                 "snapshot closest in perplexity to the shallowest model's final one",
                                 "pretrain_step", "perplexity"),
@@ -422,9 +431,7 @@ def summarize(rows, args, root):
                          + " | ".join(fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) + " | "
                                       + fmt(mean_ci([100 * r["id_acc"] for r in rs if r["task"] == t]))
                                       for t in args.task_list) + " |")
-    lines += looped_table(rows, args, depths)
-    (root / "summary.md").write_text("\n".join(lines) + "\n")
-    return "\n".join(lines)
+    return lines
 
 
 def looped_table(rows, args, depths):
@@ -461,91 +468,82 @@ def fmt(mc, digits=1):
     return f"{m:.{digits}f}" if math.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
 
 
+def mean_series(rows, depths, key, task=None, scale=1.0):
+    """Mean and 95% CI half-width of a column at each depth (nan where no row has it)."""
+    ms, hs = [], []
+    for d in depths:
+        m, h = mean_ci([scale * r[key] for r in rows
+                        if r["n_layer"] == d and (task is None or r["task"] == task) and r[key] != ""])
+        ms.append(m)
+        hs.append(0.0 if math.isnan(h) else h)
+    return ms, hs
+
+
+def band(ax, depths, ms, hs, label, marker="o"):
+    keep = [i for i, m in enumerate(ms) if not math.isnan(m)]
+    xs, m, h = [depths[i] for i in keep], [ms[i] for i in keep], [hs[i] for i in keep]
+    ax.plot(xs, m, marker=marker, label=label)
+    ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], alpha=0.2)
+
+
+def save_figure(ax, path, depths, narrow, ylabel):
+    """Axis labels, the d_ff < d_model line (where the paper saw perplexity worsen), and the file."""
+    import matplotlib.pyplot as plt
+    if narrow:
+        ax.axvline(narrow[0] - 0.5, color="gray", ls="--", lw=1)
+        ax.text(narrow[0] - 0.45, ax.get_ylim()[1], " d_ff < d_model", va="top", fontsize=8, color="gray")
+    ax.set_xlabel("depth (n_layer), parameters held fixed")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(depths)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)
+    plt.close(ax.figure)
+
+
 def figures(rows, args, root, ranks=None):
+    """perplexity_by_depth, generalization_by_depth, <task>_lexical_structural, looped_by_depth and
+    ffn_rank_by_depth (.png), each with 95% CI bands over seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     main = [r for r in rows if not r["control"]]
     depths = sorted({r["n_layer"] for r in main})
-    d_model = main[0]["d_model"]
-    narrow = [d for d in depths if next(r["d_ff"] for r in main if r["n_layer"] == d) < d_model]
-
-    def series(key, task=None, scale=1.0, subset=None):
-        ms, hs = [], []
-        for d in depths:
-            vals = [scale * r[key] for r in (main if subset is None else subset)
-                    if r["n_layer"] == d and (task is None or r["task"] == task) and r[key] != ""]
-            m, h = mean_ci(vals)
-            ms.append(m)
-            hs.append(0.0 if math.isnan(h) else h)
-        return ms, hs
-
-    def finish(ax, ylabel, path):
-        if narrow:
-            ax.axvline(narrow[0] - 0.5, color="gray", ls="--", lw=1)
-            ax.text(narrow[0] - 0.45, ax.get_ylim()[1], " d_ff < d_model", va="top", fontsize=8, color="gray")
-        ax.set_xlabel("depth (n_layer), parameters held fixed")
-        ax.set_ylabel(ylabel)
-        ax.set_xticks(depths)
-        ax.grid(alpha=0.3)
-        ax.figure.tight_layout()
-        ax.figure.savefig(root / path, dpi=120)
-        plt.close(ax.figure)
-
-    def band(ax, ms, hs, label):
-        ax.plot(depths, ms, marker="o", label=label)
-        ax.fill_between(depths, [m - h for m, h in zip(ms, hs)], [m + h for m, h in zip(ms, hs)], alpha=0.2)
-
+    narrow = [d for d in depths if next(r["d_ff"] for r in main if r["n_layer"] == d) < main[0]["d_model"]]
+    plots = []  # (file, y label, title, [(label, rows, key, task, scale)])
     if args.pretrain_iters:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        band(ax, *series("perplexity", args.task_list[0]), "validation perplexity")
-        ax.set_title(f"{args.model_class}: pretraining perplexity by depth")
-        finish(ax, f"{args.dataset} validation perplexity", "perplexity_by_depth.png")
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for t in args.task_list:
-        band(ax, *series("gen_acc", t, 100), t)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{args.model_class}: generalization by depth (95% CI)")
-    finish(ax, "generalization exact match (%)", "generalization_by_depth.png")
-
+        plots.append(("perplexity_by_depth.png", f"{args.dataset} validation perplexity",
+                      f"{args.model_class}: pretraining perplexity by depth",
+                      [("", main, "perplexity", args.task_list[0], 1.0)]))
+    plots.append(("generalization_by_depth.png", "generalization exact match (%)",
+                  f"{args.model_class}: generalization by depth (95% CI)",
+                  [(t, main, "gen_acc", t, 100) for t in args.task_list]))
     for t in [t for t in args.task_list if tasks.get_task(t).structural]:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        band(ax, *series("lexical_acc", t, 100), "lexical (18 categories)")
-        band(ax, *series("structural_acc", t, 100), "structural (3 categories)")
-        ax.legend(fontsize=8)
-        ax.set_title(f"{t}: lexical vs structural generalization")
-        finish(ax, "exact match (%)", f"{t}_lexical_structural.png")
-
+        plots.append((f"{t}_lexical_structural.png", "exact match (%)", f"{t}: lexical vs structural generalization",
+                      [("lexical (18 categories)", main, "lexical_acc", t, 100),
+                       ("structural (3 categories)", main, "structural_acc", t, 100)]))
     looped = [r for r in rows if r["control"].startswith("looped_")]
     if looped:
-        t = args.task_list[0]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        band(ax, *series("gen_acc", t, 100), "unlooped")
-        for kind in sorted({r["control"] for r in looped}, reverse=True):
-            ms, hs = series("gen_acc", t, 100, [r for r in looped if r["control"] == kind])
-            keep = [i for i, m in enumerate(ms) if not math.isnan(m)]
-            ax.plot([depths[i] for i in keep], [ms[i] for i in keep], marker="s",
-                    label=kind.replace("looped_", "looped, matched ").replace(f"_u{looped[0]['n_unique']}", ""))
-            ax.fill_between([depths[i] for i in keep], [ms[i] - hs[i] for i in keep],
-                            [ms[i] + hs[i] for i in keep], alpha=0.2)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{t}: unlooped vs looped ({looped[0]['n_unique']} block) by depth, 95% CI")
-        finish(ax, "generalization exact match (%)", "looped_by_depth.png")
-
+        t, k = args.task_list[0], looped[0]["n_unique"]
+        plots.append(("looped_by_depth.png", "generalization exact match (%)",
+                      f"{t}: unlooped vs {k} block looped, by depth (95% CI)",
+                      [("unlooped", main, "gen_acc", t, 100)] +
+                      [(kind.replace("looped_", "looped, matched ").replace(f"_u{k}", ""),
+                        [r for r in looped if r["control"] == kind], "gen_acc", t, 100)
+                       for kind in sorted({r["control"] for r in looped}, reverse=True)]))
     if ranks:
+        rank_rows = [{"n_layer": d, "task": m, "fraction": x["effective_rank"] / x["max_rank"]}
+                     for (d, m), xs in ranks.items() for x in xs]
+        plots.append(("ffn_rank_by_depth.png", "effective rank fraction", "FFN weights: effective rank / full rank",
+                      [(m, rank_rows, "fraction", m, 1.0) for m in sorted({k[1] for k in ranks})]))
+    for path, ylabel, title, lines in plots:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for label in sorted({k[1] for k in ranks}):
-            ms, hs = [], []
-            for d in depths:
-                vals = [x["effective_rank"] / x["max_rank"] for x in ranks.get((d, label), [])]
-                m, h = mean_ci(vals)
-                ms.append(m)
-                hs.append(0.0 if math.isnan(h) else h)
-            band(ax, ms, hs, label)
-        ax.legend(fontsize=8)
-        ax.set_title("FFN weights: effective rank / full rank")
-        finish(ax, "effective rank fraction", "ffn_rank_by_depth.png")
+        for label, subset, key, task, scale in lines:
+            band(ax, depths, *mean_series(subset, depths, key, task, scale), label)
+        ax.set_title(title)
+        save_figure(ax, root / path, depths, narrow, ylabel)
 
 
 def main(argv=None):
