@@ -26,34 +26,35 @@ from pathlib import Path
 
 import torch
 
-from common import UserError, autocast, code_version, cpu_has_amx, keep_freed_memory, main_guard, pick_device
+from common import (Parser, UserError, autocast, code_version, cpu_has_amx, integer, keep_freed_memory, main_guard,
+                    pick_device)
 from fused_loss import build_model
-from model import GPT, GPTConfig, config_for, count_params, parse_int_list
+from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params, parse_int_list
 from trainer import lr_at, make_optimizer
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--train", action="store_true", help="compare training speed with nanodepth's gpt2 block and whole-logits loss, and transformers' GPT2LMHeadModel")
     a("--eval", action="store_true", help="decoding speed with and without the KV cache on COGS gen")
-    a("--model_class", default="tiny", help="size class")
+    a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help="size class")
     a("--depths", default="1,2,4,6", help="depths for the by-depth table")
-    a("--n_layer", type=int, default=4, help="depth for --train")
-    a("--block", default="paper", help="paper or gpt2")
-    a("--batch_size", type=int, default=8, help="sequences per training step")
-    a("--block_size", type=int, default=256, help="context length")
-    a("--steps", type=int, default=10, help="timed training steps per measurement (after 3 warm-up steps)")
-    a("--rounds", type=int, default=3, help="--train: interleaved rounds; the median is reported "
+    a("--n_layer", type=integer(1), default=4, help="depth for --train")
+    a("--block", default="paper", choices=BLOCKS, help="paper or gpt2")
+    a("--batch_size", type=integer(1), default=8, help="sequences per training step")
+    a("--block_size", type=integer(2), default=256, help="context length")
+    a("--steps", type=integer(1), default=10, help="timed training steps per measurement (after 3 warm-up steps)")
+    a("--rounds", type=integer(0), default=3, help="--train: interleaved rounds; the median is reported "
       "(0 with --curve: the loss curves only)")
-    a("--decode_batch", type=int, default=64, help="the large batch for decode latency")
-    a("--decode_tokens", type=int, default=64, help="tokens generated per decode measurement")
+    a("--decode_batch", type=integer(1), default=64, help="the large batch for decode latency")
+    a("--decode_tokens", type=integer(1), default=64, help="tokens generated per decode measurement")
     a("--dtypes", default="float32,bfloat16", help="precisions to measure")
-    a("--curve", type=int, default=0, help="--train: also train nanodepth and the peers for N steps on "
+    a("--curve", type=integer(0), default=0, help="--train: also train nanodepth and the peers for N steps on "
       "TinyStories with the same batches and schedule, and compare their loss curves")
     a("--no_peers", action="store_true", help="--train: measure nanodepth only")
     a("--ckpt", default="", help="--eval: a fine-tuned checkpoint (default: a random tiny model)")
-    a("--limit", type=int, default=500, help="--eval: COGS gen examples")
+    a("--limit", type=integer(1), default=500, help="--eval: COGS gen examples")
     a("--device", default="auto", help="auto, cpu or cuda")
     a("--compile", action="store_true", help="also measure with torch.compile")
     a("--out", default="", help="JSON file for the results (default: bench_<mode>.json)")
@@ -274,11 +275,7 @@ def bench_depths(args, device):
     dtypes = args.dtypes.split(",")
     peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
     rows = []
-    try:
-        depths = parse_int_list(args.depths, "--depths")
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    for n in depths:
+    for n in args.depth_list:
         cfg = config_for(args.model_class, n, block=args.block, block_size=args.block_size, quiet=True)
         fl = count_params(cfg, args.block_size)["forward_flops_per_token"]
         row = {"n_layer": n, "d_ff": cfg.d_ff, "forward_flops_per_token": fl}
@@ -341,6 +338,12 @@ def main(argv=None):
     args = get_args(argv)
     if args.train and args.eval:
         raise UserError("choose one of --train and --eval")
+    try:  # every depth and the class checked before anything is measured
+        args.depth_list = parse_int_list(args.depths, "--depths")
+        for n in args.depth_list + [args.n_layer]:
+            config_for(args.model_class, n, block=args.block, quiet=True)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     device = pick_device(args.device)
     if device == "cpu":
         keep_freed_memory()  # as train.py does

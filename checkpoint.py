@@ -1,13 +1,19 @@
 """
 Checkpoints: plain dicts of tensors and primitives that load with torch.load(weights_only=True).
 
-    {"format": "nanodepth-1", "kind": "pretrain" | "finetune", "model_config": {...}, "model": state_dict,
+    {"format": "nanodepth-2", "kind": "pretrain" | "finetune", "model_config": {...}, "model": state_dict,
      "step", "val_loss", "metrics", "run_config", "code_version", "data",
      # full checkpoints only (what resuming needs; snapshots keep the weights alone):
-     "optimizer", "rng", "best_val_loss", "tokens"}
+     "optimizer", "rng", "best_val_loss", "tokens",
+     "checksum": sha256 over every other entry, tensors by dtype, shape and bytes}
 
-A run folder holds ckpt.pt (the latest full checkpoint) and snapshots/step_NNNNNNN.pt.
+A run folder holds ckpt.pt (the latest full checkpoint), ckpt.prev.pt (the one before it) and
+snapshots/step_NNNNNNN.pt. Every load verifies the checksum; a resumed run whose ckpt.pt fails
+falls back to ckpt.prev.pt. Checkpoints of format nanodepth-1 (before checksums) still load, unverified.
 """
+import hashlib
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -16,7 +22,56 @@ from common import UserError
 from fused_loss import build_model
 from model import GPTConfig
 
-CKPT_FORMAT = "nanodepth-1"
+CKPT_FORMAT = "nanodepth-2"
+LEGACY_FORMATS = ("nanodepth-1",)  # written before checksums: loaded without verification
+
+
+def checksum(obj, h=None):
+    """sha256 of a checkpoint's contents in a fixed order: dict keys sorted, tensors by dtype, shape
+    and raw bytes, primitives by repr. The same contents give the same digest after any save/load."""
+    top = h is None
+    h = hashlib.sha256() if top else h
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            checksum(obj[k], h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            checksum(v, h)
+    else:
+        h.update(repr(obj).encode())
+    return h.hexdigest() if top else None
+
+
+def save_checkpoint(ck, path, keep_previous=False):
+    """Write ck with its checksum, atomically; keep_previous renames the file it replaces to
+    <name>.prev.pt first, so the last two full checkpoints are on disk. A failed write leaves
+    what was there untouched."""
+    path = Path(path)
+    ck = {**ck, "format": CKPT_FORMAT}
+    ck["checksum"] = checksum({k: v for k, v in ck.items() if k != "checksum"})
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(ck, tmp)
+        if keep_previous and path.exists():
+            os.replace(path, previous(path))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {path} ({str(e).splitlines()[0]}); the checkpoints already there "
+                        "are intact: free some space and resume with --resume") from None
+
+
+def previous(path):
+    """ckpt.pt -> ckpt.prev.pt: the full checkpoint before the latest."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
 
 
 def resolve(path):
@@ -35,11 +90,29 @@ def load_checkpoint(path, kind=None):
     except Exception as e:  # truncated, not a torch file, or holding code objects
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
                         "use another file or start afresh with --overwrite") from None
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT or "model" not in ck:
+    if not isinstance(ck, dict) or ck.get("format") not in (CKPT_FORMAT, *LEGACY_FORMATS) or "model" not in ck:
         raise UserError(f"{path} is not a nanodepth checkpoint (format {CKPT_FORMAT})")
+    if ck["format"] == CKPT_FORMAT:
+        want = ck.pop("checksum", None)
+        if want is None or checksum(ck) != want:
+            raise UserError(f"{path} fails verification: its contents do not match its checksum (a damaged "
+                            "file); use another checkpoint")
     if kind is not None and ck.get("kind") != kind:
         raise UserError(f"{path} is a {ck.get('kind')} checkpoint, expected {kind}")
     return ck
+
+
+def load_for_resume(path, kind):
+    """The newest full checkpoint of a run that verifies: ckpt.pt, else ckpt.prev.pt (saying so)."""
+    try:
+        return load_checkpoint(path, kind)
+    except UserError as newest:
+        if not previous(path).is_file():
+            raise
+        ck = load_checkpoint(previous(path), kind)
+        print(f"warning: {newest}; resuming from the previous checkpoint {previous(path)} (step {ck['step']})",
+              file=sys.stderr)
+        return ck
 
 
 def stretch_context(cfg, need):

@@ -4,6 +4,7 @@ corpus.py, the training loop in trainer.py."""
 import argparse
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent
+DTYPES = ("auto", "float32", "bfloat16")
 
 
 class UserError(Exception):
@@ -33,6 +35,62 @@ def main_guard(main):
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted; the last checkpoint written is intact")
+
+
+# --- flags: every value checked against its domain before any work starts ------------------------
+
+class Parser(argparse.ArgumentParser):
+    """argparse, refusing bad input nanodepth's way: one line on stderr, exit code 2."""
+
+    def error(self, message):
+        fail(f"{message} (see --help)")
+
+
+def integer(lo=None, hi=None):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {_range(lo, hi)}, got {v}")
+        return v
+    return parse
+
+
+def real(lo=None, hi=None, above=None):
+    """An argparse type: a finite number in [lo, hi] (and > above)."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi) or (above is not None and v <= above):
+            raise argparse.ArgumentTypeError(f"must be {_range(lo, hi, above)}, got {v:g}")
+        return v
+    return parse
+
+
+def _range(lo, hi, above=None):
+    parts = ([f"> {above:g}"] if above is not None else []) + ([f">= {lo:g}"] if lo is not None else []) + \
+        ([f"<= {hi:g}"] if hi is not None else [])
+    return " and ".join(parts)
+
+
+def folder_to_write(path, flag):
+    """Refuse an output folder that is a file, or that cannot be created or written, before any
+    work starts (nothing is created here)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{flag} {p} is a file; give a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {p} cannot be written here ({probe} is not a writable folder)")
 
 
 # --- recipes: a study's settings in a file, read (never executed) -----------------------------
@@ -66,6 +124,13 @@ def parse_with_recipe(parser, argv, section):
         if actions[key].choices is not None and value not in actions[key].choices:
             raise UserError(f"--config {path}: {section}.{key} = {value!r}; choose one of "
                             f"{', '.join(map(str, actions[key].choices))}")
+        if callable(actions[key].type):  # the flag's own domain check, as on the command line
+            try:
+                actions[key].type(str(value))
+            except (argparse.ArgumentTypeError, ValueError) as e:
+                raise UserError(f"--config {path}: {section}.{key} = {value!r}: {e}") from None
+        elif actions[key].nargs == 0 and not isinstance(value, bool):
+            raise UserError(f"--config {path}: {section}.{key} must be true or false, got {value!r}")
     parser.set_defaults(**values)
     args = parser.parse_args(argv)
     args.config_sha256 = sha256_file(path)
@@ -92,13 +157,22 @@ def given_flags(parser, argv):
 # --- devices and precision --------------------------------------------------------------------
 
 def pick_device(name="auto"):
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """auto (cuda, then mps, then cpu), or the device named, refused when this machine lacks it."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise UserError(f"--device {name!r} is not a device; choose auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not cuda:
+        raise UserError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu (or auto)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if kind == "mps" and not mps:
+        raise UserError("--device mps: this machine has no Apple GPU that torch can use; use --device cpu (or auto)")
+    return name
 
 
 def cpu_has_amx():
@@ -117,8 +191,8 @@ def pick_dtype(name, device):
         if dev == "cuda" and torch.cuda.is_bf16_supported():
             return "bfloat16"
         return "bfloat16" if dev == "cpu" and cpu_has_amx() else "float32"
-    if name not in ("float32", "bfloat16"):
-        raise UserError(f"unknown dtype {name!r}; choose auto, float32 or bfloat16")
+    if name not in DTYPES:
+        raise UserError(f"unknown dtype {name!r}; choose {', '.join(DTYPES)}")
     return name
 
 
@@ -176,16 +250,6 @@ def write_atomic(path, data):
         tmp.write_bytes(data)
     os.replace(tmp, path)
 
-
-def save_atomic(obj, path):
-    """torch.save through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-# --- provenance -------------------------------------------------------------------------------
 
 def sha256_file(path, chunk=1 << 20):
     h = hashlib.sha256()

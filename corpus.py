@@ -34,6 +34,8 @@ def prepare_on_first_use(folder, out_dir):
 def load_corpus(dataset, data_dir="", block_size=1):
     """train and val token memmaps (uint16) and meta.json of a prepared corpus."""
     data_dir = Path(data_dir) if data_dir else ROOT / "data" / dataset
+    if data_dir.is_file():
+        raise UserError(f"--data_dir {data_dir} is a file; give the folder holding train.bin and val.bin")
     if not (data_dir / "train.bin").is_file():
         if data_dir != ROOT / "data" / dataset or dataset not in PREPARABLE:
             raise UserError(f"no prepared corpus at {data_dir}; choose --dataset from "

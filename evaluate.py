@@ -25,27 +25,28 @@ import torch
 
 import tasks
 from checkpoint import load_model, resolve
-from common import UserError, autocast, code_version, main_guard, pick_device, pick_dtype, write_atomic
+from common import (DTYPES, Parser, UserError, autocast, code_version, folder_to_write, integer, main_guard,
+                    pick_device, pick_dtype, write_atomic)
 from corpus import eval_windows, load_corpus, mean_loss
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--ckpt", required=True, help="checkpoint file, or a run folder holding ckpt.pt")
-    a("--task", default="", help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
+    a("--task", default="", choices=("",) + tuple(tasks.TASKS), help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
     a("--split", default="", help="split(s) to score, comma-separated (default: in-distribution and generalization)")
     a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
-    a("--limit", type=int, default=0, help="score only the first N examples of each split (0: all)")
+    a("--limit", type=integer(0), default=0, help="score only the first N examples of each split (0: all)")
     a("--sample", action="store_true", help="with --limit: a seeded random N instead of the first N")
-    a("--batch_size", type=int, default=128, help="examples decoded together")
+    a("--batch_size", type=integer(1), default=128, help="examples decoded together")
     a("--no_cache", action="store_true", help="decode without the KV cache (slow; the reference)")
     a("--dataset", default="", help="measure perplexity on this corpus's validation split instead")
-    a("--block_size", type=int, default=0, help="perplexity: window length (default: the model's)")
+    a("--block_size", type=integer(0), default=0, help="perplexity: window length (default: the model's)")
     a("--out", default="", help="JSON file for the results (default: next to the checkpoint)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
-    a("--dtype", default="float32", help="float32 or bfloat16 (auto: as train.py)")
-    a("--seed", type=int, default=0, help="seed for --sample")
+    a("--dtype", default="float32", choices=DTYPES, help="float32 or bfloat16 (auto: as train.py)")
+    a("--seed", type=integer(0), default=0, help="seed for --sample")
     return p.parse_args(argv)
 
 
@@ -100,9 +101,10 @@ def main(argv=None):
     args = get_args(argv)
     if bool(args.task) == bool(args.dataset):
         raise UserError("give --task (exact match) or --dataset (perplexity), one of them")
-    if args.limit < 0 or args.batch_size < 1:
-        raise UserError("--limit must be 0 or more and --batch_size at least 1")
     ckpt_path = resolve(args.ckpt)
+    if args.out and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a JSON file name")
+    folder_to_write(Path(args.out).parent if args.out else ckpt_path.parent, "--out")
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     if args.dataset:

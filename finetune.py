@@ -16,19 +16,19 @@ import torch
 
 import tasks
 from checkpoint import load_model, resolve, stretch_context
-from common import UserError, gpt2_encoder, main_guard, parse_with_recipe
+from common import Parser, UserError, gpt2_encoder, integer, main_guard, parse_with_recipe
 from corpus import mean_loss
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--task", default="cogs", help=f"one of: {', '.join(tasks.TASKS)}")
+    a("--task", default="cogs", choices=tuple(tasks.TASKS), help=f"one of: {', '.join(tasks.TASKS)}")
     a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
     a("--init_from", default="", help="pretrained checkpoint (a file, or a run folder holding ckpt.pt)")
     a("--from_scratch", action="store_true", help="start from random weights (give the model flags)")
-    a("--eval_examples", type=int, default=200, help="dev examples decoded for exact match at each eval")
+    a("--eval_examples", type=integer(1), default=200, help="dev examples decoded for exact match at each eval")
     add_model_flags(p)
     # T5X's fine-tuning recipe: Adafactor at a constant 1e-3 (its relative step), dropout 0.1
     add_training_flags(p, max_iters=10000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=0,

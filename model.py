@@ -464,14 +464,19 @@ def fail(msg):
     sys.exit(2)
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as the other scripts (common.Parser)
+        fail(f"{message} (see --help)")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Print a size class's table: at each depth, the d_ff "
+    p = Parser(description="Print a size class's table: at each depth, the d_ff "
                                 "that keeps the class's parameter count, and what that costs.")
-    p.add_argument("--model_class", default="41M", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    p.add_argument("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help=f"size class: {', '.join(MODEL_CLASSES)}")
     p.add_argument("--vocab_size", type=int, default=GPT2_VOCAB,
                    help="vocabulary size (GPT-2 BPE: 50257; the paper's T5 vocabulary: 32128)")
     p.add_argument("--depths", default=None, help="comma-separated depths (default: the class's list)")
-    p.add_argument("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
+    p.add_argument("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
     p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
                    "(T5X at the paper's time; 32 x n_head each) or shared (one, the paper's totals)")
     p.add_argument("--n_unique", type=int, default=0, help="looped: this many distinct blocks, cycled over "

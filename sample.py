@@ -8,21 +8,22 @@ import argparse
 import torch
 
 from checkpoint import load_model
-from common import UserError, autocast, gpt2_encoder, main_guard, pick_device, pick_dtype
+from common import (DTYPES, Parser, UserError, autocast, gpt2_encoder, integer, main_guard, pick_device, pick_dtype,
+                    real)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default="out", help="run folder holding ckpt.pt")
     p.add_argument("--ckpt", default="", help="a checkpoint file (overrides --out_dir)")
     p.add_argument("--prompt", default="Once upon a time", help="text to continue")
-    p.add_argument("--num_samples", type=int, default=3, help="how many continuations")
-    p.add_argument("--max_new_tokens", type=int, default=100, help="tokens per continuation")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy; higher is more random")
-    p.add_argument("--top_k", type=int, default=200, help="sample from the k likeliest tokens (0: all)")
-    p.add_argument("--seed", type=int, default=1337, help="sampling seed")
+    p.add_argument("--num_samples", type=integer(1), default=3, help="how many continuations")
+    p.add_argument("--max_new_tokens", type=integer(1), default=100, help="tokens per continuation")
+    p.add_argument("--temperature", type=real(lo=0), default=0.8, help="0 for greedy; higher is more random")
+    p.add_argument("--top_k", type=integer(0), default=200, help="sample from the k likeliest tokens (0: all)")
+    p.add_argument("--seed", type=integer(0), default=1337, help="sampling seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto, float32 or bfloat16")
     a = p.parse_args(argv)
     enc = gpt2_encoder()
     device = pick_device(a.device)

@@ -35,7 +35,8 @@ import finetune
 import tasks
 import train
 from checkpoint import load_checkpoint
-from common import ROOT, UserError, code_version, main_guard, parse_with_recipe, write_atomic
+from common import (ROOT, Parser, UserError, code_version, folder_to_write, integer, main_guard, parse_with_recipe,
+                    pick_device, write_atomic)
 from model import MATCHES, MODEL_CLASSES, config_for, parse_int_list
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
@@ -57,38 +58,38 @@ def mean_ci(values):
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--name", default="sweep", help="results go to results/NAME/")
-    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help=f"size class: {', '.join(MODEL_CLASSES)}")
     a("--depths", default="1,2,4,6", help="comma-separated depths")
     a("--tasks", default="cogs,cogs_vf", help=f"comma-separated tasks: {', '.join(tasks.TASKS)}")
     a("--seeds", default="0,1,2", help="comma-separated seeds; each seed pretrains and fine-tunes anew")
     a("--dataset", default="tinystories", help="pretraining corpus (as train.py --dataset)")
-    a("--pretrain_iters", type=int, default=300, help="pretraining steps per model (0: no pretraining, "
+    a("--pretrain_iters", type=integer(0), default=300, help="pretraining steps per model (0: no pretraining, "
       "fine-tune from random weights)")
-    a("--finetune_iters", type=int, default=400, help="fine-tuning steps per model and task")
+    a("--finetune_iters", type=integer(1), default=400, help="fine-tuning steps per model and task")
     a("--pretrain_args", default="", help="extra train.py flags, e.g. '--batch_size 16'")
     a("--finetune_args", default="", help="extra finetune.py flags, e.g. '--learning_rate 1e-3'")
-    a("--eval_limit", type=int, default=0, help="score a seeded random sample of N examples per split (0: all)")
+    a("--eval_limit", type=integer(0), default=0, help="score a seeded random sample of N examples per split (0: all)")
     a("--ppl_matched", action="store_true", help="control: fine-tune deeper models from the pretraining "
       "snapshot whose perplexity matches the shallowest depth's final perplexity")
-    a("--snapshot_interval", type=int, default=0, help="pretraining snapshots every K steps "
+    a("--snapshot_interval", type=integer(0), default=0, help="pretraining snapshots every K steps "
       "(default with --ppl_matched: pretrain_iters / 10)")
     a("--loss_matched", action="store_true", help="control: score deeper models at the fine-tuning "
       "snapshot whose in-distribution dev loss matches the shallowest depth's final dev loss")
     a("--dev_selected", action="store_true", help="also score each run at its snapshot with the best "
       "in-distribution dev exact match (early stopping on dev; never on the generalization split)")
-    a("--finetune_evals", type=int, default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
+    a("--finetune_evals", type=integer(1), default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
       "per fine-tuning run")
     a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
-    a("--looped", type=int, default=0, help="also train looped models of K distinct blocks at every depth above "
+    a("--looped", type=integer(0), default=0, help="also train looped models of K distinct blocks at every depth above "
       "K, at matched parameters and at matched compute (0: none)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--quiet", action="store_true", help="no progress bars")
     args = parse_with_recipe(p, argv, "sweep")
-    if args.pretrain_iters < 0 or args.finetune_iters < 1 or args.finetune_evals < 1:
-        raise UserError("--pretrain_iters must be 0 or more, --finetune_iters and --finetune_evals 1 or more")
+    pick_device(args.device)
+    folder_to_write(ROOT / "results" / args.name, "--name")
     if args.ppl_matched and not args.pretrain_iters:
         raise UserError("--ppl_matched needs pretraining; give --pretrain_iters")
     try:
@@ -98,8 +99,6 @@ def get_args(argv=None):
             config_for(args.model_class, n, quiet=True)
             if 0 < args.looped < n:
                 config_for(args.model_class, n, n_unique=args.looped, quiet=True)
-        if args.looped < 0:
-            raise ValueError(f"--looped must be 0 or more, got {args.looped}")
     except ValueError as e:
         raise UserError(str(e)) from None
     args.task_list = [t for t in args.tasks.split(",") if t]

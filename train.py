@@ -11,20 +11,20 @@ and out_dir/summary.json.
 """
 import argparse
 
-from common import main_guard, parse_with_recipe
+from common import Parser, integer, main_guard, parse_with_recipe
 from corpus import PREPARABLE, eval_windows, get_batch, load_corpus, mean_loss
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flags(p)
     a = p.add_argument
     a("--dataset", default="tinystories", help=f"corpus under data/: {', '.join(PREPARABLE)}, "
       "or a name prepared with data/text/prepare.py")
     a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
-    a("--block_size", type=int, default=256, help="context length in tokens")
-    a("--eval_iters", type=int, default=20, help="validation batches per eval (fixed windows)")
+    a("--block_size", type=integer(2), default=256, help="context length in tokens")
+    a("--eval_iters", type=integer(1), default=20, help="validation batches per eval (fixed windows)")
     add_training_flags(p)
     return parse_with_recipe(p, argv, "pretrain")
 

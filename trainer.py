@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from checkpoint import CKPT_FORMAT, load_checkpoint, rng_state, set_rng_state
-from common import (UserError, autocast, code_version, keep_freed_memory, pick_device, pick_dtype,
-                    save_atomic)
+from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
+from common import (DTYPES, UserError, autocast, code_version, folder_to_write, integer, keep_freed_memory,
+                    pick_device, pick_dtype, real)
 from fused_loss import build_model
-from model import INITS, MATCHES, MODEL_CLASSES, REL_BIAS, GPTConfig, config_for, count_params
+from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for, count_params
 
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
@@ -45,33 +45,33 @@ def add_training_flags(p, **defaults):
          "min_lr": 1e-3, "warmup_iters": 0, "batch_size": 8, "eval_interval": 200, "out_dir": "out",
          "z_loss": 1e-4, **defaults}
     a = p.add_argument
-    a("--batch_size", type=int, default=d["batch_size"], help="sequences per micro-batch (per process)")
-    a("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
-    a("--max_iters", type=int, default=d["max_iters"], help="optimizer steps")
-    a("--max_minutes", type=float, default=0, help="stop after this much training time, a cosine learning rate "
+    a("--batch_size", type=integer(1), default=d["batch_size"], help="sequences per micro-batch (per process)")
+    a("--gradient_accumulation_steps", type=integer(1), default=1, help="micro-batches per optimizer step")
+    a("--max_iters", type=integer(1), default=d["max_iters"], help="optimizer steps")
+    a("--max_minutes", type=real(lo=0), default=0, help="stop after this much training time, a cosine learning rate "
       "decaying over it (0: no limit; a timed run is not bitwise reproducible)")
     a("--optimizer", default=d["optimizer"], choices=OPTIMIZERS, help="adamw, or adafactor as T5X ran it "
       "(factored second moments, update clipping, steps relative to each parameter's RMS, "
       "torch.optim.Adafactor)")
-    a("--learning_rate", type=float, default=d["learning_rate"], help="peak learning rate (adafactor: "
+    a("--learning_rate", type=real(above=0), default=d["learning_rate"], help="peak learning rate (adafactor: "
       "its relative step, applied as min(lr, 1/sqrt(step)); T5X: 1e-2 pretraining, 1e-3 fine-tuning)")
     a("--lr_schedule", default=d["lr_schedule"], choices=("cosine", "constant"), help="cosine: warmup, then "
       "cosine decay to min_lr; constant: warmup, then learning_rate (with adafactor T5X's schedule)")
-    a("--min_lr", type=float, default=d["min_lr"], help="learning rate at the end of the cosine decay")
-    a("--warmup_iters", type=int, default=d["warmup_iters"], help="linear warmup steps")
-    a("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
-    a("--z_loss", type=float, default=d["z_loss"], help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
-    a("--beta1", type=float, default=0.9, help="AdamW beta1")
-    a("--beta2", type=float, default=0.95, help="AdamW beta2")
-    a("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)")
-    a("--seed", type=int, default=0, help="seed for initialisation and data order")
-    a("--eval_interval", type=int, default=d["eval_interval"], help="steps between evals and checkpoints")
-    a("--snapshot_interval", type=int, default=0, help="keep a weights snapshot every K steps (0: off)")
+    a("--min_lr", type=real(lo=0), default=d["min_lr"], help="learning rate at the end of the cosine decay")
+    a("--warmup_iters", type=integer(0), default=d["warmup_iters"], help="linear warmup steps")
+    a("--weight_decay", type=real(lo=0), default=0.1, help="AdamW weight decay on matrices and embeddings")
+    a("--z_loss", type=real(lo=0), default=d["z_loss"], help="weight of T5X's auxiliary log(Z)^2 loss (T5X: 1e-4)")
+    a("--beta1", type=real(lo=0, hi=0.9999), default=0.9, help="AdamW beta1")
+    a("--beta2", type=real(lo=0, hi=0.9999), default=0.95, help="AdamW beta2")
+    a("--grad_clip", type=real(lo=0), default=1.0, help="clip the gradient norm to this (0: off)")
+    a("--seed", type=integer(0), default=0, help="seed for initialisation and data order")
+    a("--eval_interval", type=integer(1), default=d["eval_interval"], help="steps between evals and checkpoints")
+    a("--snapshot_interval", type=integer(0), default=0, help="keep a weights snapshot every K steps (0: off)")
     a("--out_dir", default=d["out_dir"], help="where checkpoints and logs go")
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    a("--dtype", default="auto", help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
+    a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--quiet", action="store_true", help="no progress bar")
 
@@ -79,15 +79,15 @@ def add_training_flags(p, **defaults):
 def add_model_flags(p):
     """Flags that choose a fresh model of one depth in a size class."""
     a = p.add_argument
-    a("--model_class", default="tiny", help=f"size class: {', '.join(MODEL_CLASSES)}")
-    a("--n_layer", type=int, default=2, help="depth; d_ff is solved so every depth has the class's size")
-    a("--n_unique", type=int, default=0, help="looped: this many distinct blocks, applied in order and cycled "
+    a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help=f"size class: {', '.join(MODEL_CLASSES)}")
+    a("--n_layer", type=integer(1), default=2, help="depth; d_ff is solved so every depth has the class's size")
+    a("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks, applied in order and cycled "
       "for n_layer applications (0: n_layer, no sharing)")
     a("--match", default="params", choices=MATCHES, help="a looped model's d_ff: that of an unlooped "
       "depth-n_unique model (params: the class's parameter count) or of depth n_layer (compute: its FLOPs)")
-    a("--block", default="paper", help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
-    a("--pos", default="", help="position scheme: t5, learned or rope (default: the block's own)")
-    a("--dropout", type=float, default=0.0, help="dropout on residual branches (the paper: 0 in "
+    a("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
+    a("--pos", default="", choices=("",) + POSITIONS, help="position scheme: t5, learned or rope (default: the block's own)")
+    a("--dropout", type=real(lo=0, hi=0.99), default=0.0, help="dropout on residual branches (the paper: 0 in "
       "pretraining, 0.1 in fine-tuning)")
     a("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: one per layer (T5X at "
       "the paper's time) or one shared by all layers")
@@ -95,7 +95,7 @@ def add_model_flags(p):
       "(N(0, 0.02)); default: the block's own")
     a("--tie_embeddings", type=int, default=-1, choices=(-1, 0, 1), help="1: the output head is the "
       "input embedding; 0: untied (the paper); -1: the block's own")
-    a("--loss_chunk", type=int, default=-1,
+    a("--loss_chunk", type=integer(-1), default=-1,
       help="tokens per chunk of the fused output head + loss (0: the plain loss; -1: 256 on CPU, 8192 on GPU)")
 
 
@@ -177,12 +177,16 @@ def settle_settings(args, kind):
     """The checkpoint to resume (or None). A resumed run continues with the settings it was
     started with, except those in RESUME_MAY_CHANGE that this command line gave."""
     check_args(args)
+    pick_device(args.device)  # a device this machine lacks is refused before anything is read
+    folder_to_write(args.out_dir, "--out_dir")
     ckpt_path = Path(args.out_dir) / "ckpt.pt"
+    if restarts() and ckpt_path.exists():  # torchrun restarted the workers: continue the run
+        args.resume, args.overwrite = True, False
     if not args.resume:
         if ckpt_path.exists() and not args.overwrite:
             raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
         return None
-    resume = load_checkpoint(ckpt_path, kind=kind)
+    resume = load_for_resume(ckpt_path, kind)
     given = set(getattr(args, "given_flags", ()))
     keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE + ("resume", "overwrite", "given_flags")
             if k in given or k in ("resume", "overwrite", "given_flags")}
@@ -261,16 +265,25 @@ class Run:
             ctx = nullcontext() if sync else self.train_model.no_sync()  # all-reduce once per step
             with ctx, autocast(self.device, self.dtype):
                 loss = self.train_model(x, targets=y, z_loss=args.z_loss) / accum
+            if self.step_n + 1 == fault("NAN_AT_STEP", self.rank):
+                loss = loss * float("nan")
             loss.backward()
             loss_sum += loss.item()
             self.tokens += x.numel() * self.world
-        if not math.isfinite(loss_sum):
+        # the gradient norm is the same on every rank (DDP has averaged the gradients), the loss is
+        # all-reduced: every rank applies the step, or every rank stops, together
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip or float("inf"))
+        health = torch.stack([torch.tensor(loss_sum, device=norm.device), norm.float()])
+        if self.ddp:
+            torch.distributed.all_reduce(health)
+        if not torch.isfinite(health).all():
+            if self.ddp:  # every rank has decided; they stop together
+                torch.distributed.barrier()
             kept = f"the last good checkpoint {self.ckpt_path} (step {self.saved_step}) is kept" \
                 if self.saved_step is not None else "no checkpoint had been written yet"
-            raise UserError(f"loss became {loss_sum} at step {self.step_n + 1}; {kept}; resume it with "
-                            "--resume and a lower --learning_rate (or --dtype float32)")
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
+            raise UserError(f"the loss or gradient became non-finite at step {self.step_n + 1} (loss {loss_sum}, "
+                            f"gradient norm {norm.item()}, all processes); the step was not applied; {kept}; "
+                            "resume it with --resume and a lower --learning_rate (or --dtype float32)")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_n += 1
@@ -300,7 +313,7 @@ class Run:
 
     def save(self, metrics, full=True):
         """ckpt.pt (what resuming needs), or a snapshot of the weights alone."""
-        ck = {"format": CKPT_FORMAT, "kind": self.kind, "model_config": asdict(self.cfg),
+        ck = {"kind": self.kind, "model_config": asdict(self.cfg),
               "model": self.model.state_dict(), "step": self.step_n, "val_loss": metrics["val_loss"],
               "metrics": metrics, "run_config": vars(self.args), "code_version": self.info["code_version"],
               "data": self.job.data}
@@ -308,13 +321,13 @@ class Run:
             ck.update(optimizer=self.optimizer.state_dict(), rng=self.rng_states(), best_val_loss=self.best,
                       tokens=self.tokens)
             self.saved_step = self.step_n
-        if not self.master:
-            return
-        if full:
-            save_atomic(ck, self.ckpt_path)
-        else:
+        if self.master and full:
+            save_checkpoint(ck, self.ckpt_path, keep_previous=True)
+        elif self.master:
             (self.out / "snapshots").mkdir(exist_ok=True)
-            save_atomic(ck, self.out / "snapshots" / f"step_{self.step_n:07d}.pt")
+            save_checkpoint(ck, self.out / "snapshots" / f"step_{self.step_n:07d}.pt")
+        if self.ddp and full:  # no rank runs ahead of a checkpoint that is not yet on disk
+            torch.distributed.barrier()
 
     def finish(self, metrics, seconds, tok_s):
         summary = {**self.info, "step": self.step_n, **(metrics or {}),
@@ -332,10 +345,20 @@ class Run:
         return summary
 
 
-def fault_injection_step():
-    """NANODEPTH_KILL_AT_STEP=N makes the process SIGKILL itself right after optimizer step N:
-    the fault tests' deterministic stand-in for a machine dying mid-run."""
-    return int(os.environ.get("NANODEPTH_KILL_AT_STEP", "0"))
+def restarts():
+    """How often torchrun has restarted this run's workers (--max-restarts)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def fault(name, rank):
+    """Fault injection for the tests, the deterministic stand-in for what clusters do to runs:
+    NANODEPTH_KILL_AT_STEP=N (SIGKILL right after step N) and NANODEPTH_NAN_AT_STEP=N (a NaN loss
+    at step N), on the rank NANODEPTH_FAULT_RANK (default: every rank), in a run's first life
+    only (not after a torchrun restart). 0: no fault."""
+    only = os.environ.get("NANODEPTH_FAULT_RANK")
+    if restarts() or (only is not None and int(only) != rank):
+        return 0
+    return int(os.environ.get(f"NANODEPTH_{name}", "0"))
 
 
 def fit(args, kind, make_job):
@@ -343,7 +366,7 @@ def fit(args, kind, make_job):
     None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
     run = Run(args, kind, make_job)
     run.model.train()
-    kill_at = fault_injection_step()
+    kill_at = fault("KILL_AT_STEP", run.rank)
     t0, budget_s = time.time(), args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
                dynamic_ncols=True)

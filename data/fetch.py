@@ -13,7 +13,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from common import UserError, code_version, gpt2_encoder, main_guard, write_atomic  # noqa: E402,F401
+from common import (Parser, UserError, code_version, folder_to_write, gpt2_encoder, integer, main_guard,  # noqa: E402,F401
+                    real, write_atomic)
 
 DATA = ROOT / "data"
 
@@ -181,6 +182,11 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
 def task_main(doc, task, prepare):
     """The command line every task's prepare.py shares (and corpora with no options of their own)."""
     import argparse
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default=str(DATA / task), help="where the prepared files go")
-    main_guard(lambda: prepare(p.parse_args().out_dir))
+
+    def run():
+        out_dir = p.parse_args().out_dir
+        folder_to_write(out_dir, "--out_dir")
+        prepare(out_dir)
+    main_guard(run)

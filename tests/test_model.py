@@ -201,7 +201,7 @@ def test_cli_reproduces_paper_table():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--model_class", "99M"], "unknown --model_class"),
+    (["--model_class", "99M"], "invalid choice: '99M'"),
     (["--depths", "0"], "depth 0 is impossible"),
     (["--model_class", "tiny", "--depths", "9"], "allowed depths are 1 to 7"),
     (["--depths", "1,,x"], "comma-separated integers"),

@@ -193,7 +193,7 @@ def test_cached_and_cache_free_decoding_agree_on_a_trained_model(prepared, tmp_p
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--task", "nope"], "unknown task 'nope'; choose one of cogs"),
+    (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
     (["--task", "cogs", "--split", "validation"], "no split 'validation'; choose one of train, dev"),
 ])
 def test_evaluate_bad_input(args, needle, tmp_path):

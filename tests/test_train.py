@@ -93,8 +93,8 @@ def test_refuses_to_clobber_and_rejects_foreign_checkpoints(corpus, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--dataset", "nosuchcorpus"], "no prepared corpus"),
     (["--n_layer", "9"], "deepest possible is 7"),
-    (["--model_class", "huge"], "unknown model class"),
-    (["--batch_size", "0"], "--batch_size must be at least 1"),
+    (["--model_class", "huge"], "invalid choice: 'huge'"),
+    (["--batch_size", "0"], "argument --batch_size: must be >= 1, got 0"),
 ])
 def test_bad_input(args, needle, tmp_path):
     r = subprocess.run(cmd("--out_dir", str(tmp_path / "o"), *args), capture_output=True, text=True)
@@ -154,7 +154,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path, monkeyp
         return y
 
     monkeypatch.setattr(model.GPT, "forward", poisoned)
-    with pytest.raises(UserError, match=r"at step 3; the last good checkpoint .* \(step 2\) is kept"):
+    with pytest.raises(UserError, match=r"non-finite at step 3 .*not applied; the last good checkpoint .* \(step 2\) is kept"):
         train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "5",
                     "--eval_interval", "2"])
     assert load_checkpoint(out / "ckpt.pt")["step"] == 2

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, main_guard, write_corpus  # noqa: E402
+from fetch import DATA, Parser, Source, UserError, folder_to_write, integer, main_guard, write_corpus  # noqa: E402
 
 BASE = "https://huggingface.co/datasets/allenai/c4/resolve/main/en/"
 # No per-shard checksums could be had offline where this was written; meta.json records the
@@ -51,11 +51,12 @@ def prepare(out_dir=DATA / "c4", train_shards=1, val_shards=1):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default=str(DATA / "c4"), help="where the .bin files go")
-    p.add_argument("--train_shards", type=int, default=1, help="how many of the 1024 train shards")
-    p.add_argument("--val_shards", type=int, default=1, help="how many of the 8 validation shards")
+    p.add_argument("--train_shards", type=integer(1, 1024), default=1, help="how many of the 1024 train shards")
+    p.add_argument("--val_shards", type=integer(1, 8), default=1, help="how many of the 8 validation shards")
     a = p.parse_args()
+    folder_to_write(a.out_dir, "--out_dir")
     prepare(a.out_dir, a.train_shards, a.val_shards)
 
 

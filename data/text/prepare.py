@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, UserError, main_guard, split_docs, write_corpus  # noqa: E402
+from fetch import DATA, Parser, UserError, folder_to_write, main_guard, split_docs, write_corpus  # noqa: E402
 from common import sha256_file  # noqa: E402
 
 
@@ -32,12 +32,16 @@ def prepare(name, train, val, out_dir=None):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", required=True, help="corpus name; train.py --dataset NAME uses it")
     p.add_argument("--train", nargs="+", required=True, help="text files for training")
     p.add_argument("--val", nargs="+", required=True, help="text files for validation")
     p.add_argument("--out_dir", default=None, help="default: data/NAME")
     a = p.parse_args()
+    for f in a.train + a.val:
+        if not Path(f).is_file():
+            raise UserError(f"{f} is not a file; give text files to --train and --val")
+    folder_to_write(a.out_dir or DATA / a.name, "--out_dir")
     prepare(a.name, a.train, a.val, a.out_dir)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, main_guard, write_corpus  # noqa: E402
+from fetch import DATA, Parser, Source, folder_to_write, main_guard, write_corpus  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -21,9 +21,11 @@ def prepare(out_dir=DATA / "tinyshakespeare"):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default=str(DATA / "tinyshakespeare"), help="where the .bin files go")
-    prepare(p.parse_args().out_dir)
+    out_dir = p.parse_args().out_dir
+    folder_to_write(out_dir, "--out_dir")
+    prepare(out_dir)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, main_guard, mirror_plain_text, split_docs, write_corpus  # noqa: E402
+from fetch import DATA, Parser, Source, folder_to_write, main_guard, mirror_plain_text, real, split_docs, write_corpus  # noqa: E402,E501
 
 BASE = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
 # Upstream publishes no checksums and none could be fetched where this script was written
@@ -35,10 +35,11 @@ def prepare(out_dir=DATA / "tinystories", max_mb=200):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default=str(DATA / "tinystories"), help="where train.bin, val.bin, meta.json go")
-    p.add_argument("--max_mb", type=float, default=200, help="read at most this many MB of the train file")
+    p.add_argument("--max_mb", type=real(above=0), default=200, help="read at most this many MB of the train file")
     a = p.parse_args()
+    folder_to_write(a.out_dir, "--out_dir")
     prepare(a.out_dir, a.max_mb)
 
 

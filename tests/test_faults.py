@@ -1,0 +1,143 @@
+"""Runs that survive what machines and clusters do to them: damaged checkpoints, failed writes,
+a NaN on one process, a process killed under torchrun. Faults are injected deterministically
+(trainer.fault)."""
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import subprocess
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+import checkpoint
+import train
+from checkpoint import load_checkpoint
+from common import UserError
+
+FAST = ["--model_class", "tiny", "--n_layer", "1", "--batch_size", "2", "--block_size", "32",
+        "--eval_iters", "1", "--quiet", "--device", "cpu"]
+
+
+def run_train(corpus, out, *args):
+    return train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), *args])
+
+
+def test_checksum_catches_one_flipped_byte(corpus, tmp_path):
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    path = out / "ckpt.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle of the file (inside a tensor)
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="fails verification|not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checksum_catches_a_changed_tensor(corpus, tmp_path):
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    ck = torch.load(out / "ckpt.pt", weights_only=True)
+    name = next(iter(ck["model"]))
+    ck["model"][name].view(-1)[0] += 1e-3
+    torch.save(ck, out / "ckpt.pt")
+    with pytest.raises(UserError, match="fails verification"):
+        load_checkpoint(out / "ckpt.pt")
+
+
+def test_last_two_checkpoints_kept_and_resume_falls_back(corpus, tmp_path, capsys):
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "4", "--eval_interval", "2")
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 4 and load_checkpoint(out / "ckpt.prev.pt")["step"] == 2
+    straight = load_checkpoint(out / "ckpt.pt")["model"]
+    data = bytearray((out / "ckpt.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "ckpt.pt").write_bytes(bytes(data))
+    s = train.main(["--out_dir", str(out), "--data_dir", str(corpus), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert "resuming from the previous checkpoint" in err and "(step 2)" in err
+    assert s["step"] == 4
+    again = load_checkpoint(out / "ckpt.pt")["model"]  # steps 3-4 redone from step 2: the same weights
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+def test_failed_write_leaves_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: half written, then the disk is full
+            open(f, "wb").write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(UserError, match="could not write .*No space left on device.* intact"):
+        run_train(corpus, out, "--max_iters", "4", "--eval_interval", "2")
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 2
+    assert not list(out.glob("*.tmp")) and not (out / "ckpt.prev.pt").exists()
+
+
+def torchrun(*args, env=None, timeout=300):
+    exe = shutil.which("torchrun")
+    if exe is None:
+        pytest.skip("torchrun not on PATH")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def worker_lines(stderr):
+    """The workers' own messages, without torchrun's launcher log lines."""
+    return [line for line in stderr.splitlines() if not re.match(r"[WEI]\d{4} ", line)]
+
+
+def launch(n, argv, env):
+    """n processes of one DDP run, started as torchrun starts them (RANK, WORLD_SIZE, MASTER_*), but
+    with no launcher to stop the others when one exits: each process's own exit code and output."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(n),
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in range(n)]
+    return [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank_before_the_step(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    results = launch(2, [str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus), "--out_dir", str(out),
+                         "--max_iters", "6", "--eval_interval", "2"],
+                     {"NANODEPTH_NAN_AT_STEP": "3", "NANODEPTH_FAULT_RANK": "1"})
+    for rank, (code, err) in enumerate(results):  # both stop, in one line, none hangs or applies the step
+        assert code == 2 and "non-finite at step 3" in err and "Traceback" not in err, (rank, err[-2000:])
+    ck = load_checkpoint(out / "ckpt.pt")
+    assert ck["step"] == 2 and len(ck["rng"]) == 2
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [2]
+
+
+@pytest.mark.slow
+def test_killed_rank_then_rerun_ends_as_an_unbroken_run(corpus, tmp_path):
+    """One rank is killed mid-run (SIGKILL after step 5): the job fails; the same torchrun command
+    with --resume, as a scheduler's requeue would run it, ends with the unbroken run's weights.
+    (torchrun --max-restarts restarts the workers itself, and they resume on their own, but gloo
+    often fails to reconnect after such a restart on one machine: pytorch/pytorch#167288.)"""
+    common = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus),
+              "--max_iters", "8", "--eval_interval", "2"]
+    plain = torchrun(*common, "--out_dir", str(tmp_path / "plain"))
+    assert plain.returncode == 0, "\n".join(worker_lines(plain.stderr)[-20:])
+    killed = tmp_path / "killed"
+    r = torchrun(*common, "--out_dir", str(killed), env={"NANODEPTH_KILL_AT_STEP": "5", "NANODEPTH_FAULT_RANK": "1"})
+    assert r.returncode != 0 and re.search(r"exitcode\s*: -9", r.stderr), "no worker was killed"
+    assert load_checkpoint(killed / "ckpt.pt")["step"] == 4
+    again = torchrun(*common, "--out_dir", str(killed), "--resume")
+    assert again.returncode == 0, "\n".join(worker_lines(again.stderr)[-20:])
+    a, b = load_checkpoint(tmp_path / "plain" / "ckpt.pt"), load_checkpoint(killed / "ckpt.pt")
+    assert a["step"] == b["step"] == 8
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
