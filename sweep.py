@@ -106,6 +106,9 @@ def get_args(argv=None):
         tasks.get_task(t)
     if args.ppl_matched and not args.snapshot_interval:
         args.snapshot_interval = max(1, args.pretrain_iters // 10)
+    recipe = ["--config", args.config] if args.config else []
+    train.get_args(recipe + args.pretrain_args.split())  # their flags refused now, not hours in
+    finetune.get_args(recipe + args.finetune_args.split())
     return args
 
 

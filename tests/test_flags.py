@@ -88,6 +88,8 @@ CASES = [
     ("sweep", ["--depths", "1,x"], "comma-separated integers"),
     ("sweep", ["--model_class", "huge"], "invalid choice: 'huge'"),
     ("sweep", ["--tasks", "cogs,nope"], "unknown task 'nope'"),
+    ("sweep", ["--finetune_args", "--batch_size 0"], "argument --batch_size: must be >= 1"),
+    ("sweep", ["--pretrain_args", "--learning_rate inf"], "argument --learning_rate: must be a finite number"),
     ("bench", ["--steps", "0"], "argument --steps: must be >= 1"),
     ("bench", ["--block_size", "1"], "argument --block_size: must be >= 2"),
     ("bench", ["--depths", "0"], "n_layer must be at least 1"),
