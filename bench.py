@@ -116,8 +116,7 @@ def train_steps(step, steps, tokens, device):
 
 def nanodepth_step(cfg, args, device, dtype, compile_=False):
     model = build_model(cfg).to(device)
-    opt = make_optimizer(model, argparse.Namespace(optimizer="adamw", weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95),
-                         device)
+    opt = make_optimizer(model, device, "adamw", 1e-3)
     fwd = torch.compile(model) if compile_ else model
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
@@ -218,7 +217,6 @@ def loss_curves(args, device, cfg):
     from corpus import eval_windows, get_batch, load_corpus
     train_data, val_data, _ = load_corpus("tinystories", "", args.block_size)
     val_batches = eval_windows(val_data, args.block_size, 160, 8)
-    sched = argparse.Namespace(learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=args.curve, lr_schedule="cosine")
     models = {"nanodepth": build_model(cfg).to(device)}
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -234,13 +232,12 @@ def loss_curves(args, device, cfg):
 
     curves = {}
     for name, m in models.items():
-        opt = make_optimizer(m, argparse.Namespace(optimizer="adamw", weight_decay=0.1, learning_rate=2e-3, beta1=0.9, beta2=0.95),
-                             device)
+        opt = make_optimizer(m, device, "adamw", 2e-3)
         gen = torch.Generator().manual_seed(0)
         pts, t0 = [], time.perf_counter()
         for it in range(args.curve):
             for g in opt.param_groups:
-                g["lr"] = lr_at(it, sched)
+                g["lr"] = lr_at(it, 2e-3, 2e-4, 100, args.curve)
             x, y = get_batch(train_data, args.batch_size, args.block_size, gen)
             loss = loss_of(name, m, x.to(device), y.to(device))
             loss.backward()

@@ -121,30 +121,36 @@ def check_args(args):
 
 # --- optimisation -------------------------------------------------------------------------------
 
-def lr_at(it, args, time_frac=0.0):
+def lr_at(it, learning_rate, min_lr, warmup_iters, max_iters, schedule="cosine", time_frac=0.0):
     """Linear warmup, then cosine decay to min_lr at max_iters (or at the end of --max_minutes,
-    whichever comes first), or constant."""
-    if it < args.warmup_iters:
-        return args.learning_rate * (it + 1) / args.warmup_iters
-    if args.lr_schedule == "constant":
-        return args.learning_rate
-    frac = min(1.0, max(time_frac, (it - args.warmup_iters) / max(1, args.max_iters - args.warmup_iters)))
-    return args.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (args.learning_rate - args.min_lr)
+    whichever comes first: time_frac), or constant."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / warmup_iters
+    if schedule == "constant":
+        return learning_rate
+    frac = min(1.0, max(time_frac, (it - warmup_iters) / max(1, max_iters - warmup_iters)))
+    return min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (learning_rate - min_lr)
 
 
-def make_optimizer(model, args, device):
+def schedule_of(args):
+    """lr_at's settings from a run's flags."""
+    return dict(learning_rate=args.learning_rate, min_lr=args.min_lr, warmup_iters=args.warmup_iters,
+                max_iters=args.max_iters, schedule=args.lr_schedule)
+
+
+def make_optimizer(model, device, optimizer="adamw", learning_rate=1e-3, weight_decay=0.1, betas=(0.9, 0.95)):
     """AdamW (matrices and embeddings decay, norms and biases do not; fused on CUDA, foreach on CPU),
     or Adafactor as T5X ran it: torch's takes steps of min(lr, 1/sqrt(t)) * max(1e-3, RMS(param)),
     T5X's rule (decay exponent 0.8, update clipping 1, no momentum, no weight decay)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if args.optimizer == "adafactor":
-        return torch.optim.Adafactor(params, lr=args.learning_rate, beta2_decay=-0.8, d=1.0,
+    if optimizer == "adafactor":
+        return torch.optim.Adafactor(params, lr=learning_rate, beta2_decay=-0.8, d=1.0,
                                      weight_decay=0.0, foreach=not device.startswith("mps"))
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.startswith("cuda") else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.beta1, args.beta2), **fast)
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **fast)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -214,7 +220,8 @@ class Run:
         if self.job.init and not resume:
             self.job.init(self.model)
         self.model.to(self.device)
-        self.optimizer = make_optimizer(self.model, args, self.device)
+        self.optimizer = make_optimizer(self.model, self.device, args.optimizer, args.learning_rate,
+                                        args.weight_decay, (args.beta1, args.beta2))
         self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
         self.step_n, self.best, self.tokens = 0, float("inf"), 0
         self.saved_step = None  # the step of the checkpoint on disk, for the NaN message
@@ -370,13 +377,13 @@ def fit(args, kind, make_job):
     t0, budget_s = time.time(), args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
                dynamic_ncols=True)
-    train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(run.step_n, args)
+    train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(run.step_n, **schedule_of(args))
     t_window, tok_window = time.time(), run.tokens
     while run.step_n < args.max_iters:
         time_frac = (time.time() - t0) / budget_s if budget_s else 0.0
         if time_frac >= 1.0:
             break
-        lr = lr_at(run.step_n, args, time_frac)
+        lr = lr_at(run.step_n, **schedule_of(args), time_frac=time_frac)
         train_loss = run.step(lr)
         if run.step_n == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -79,13 +79,12 @@ def test_adafactor_takes_t5x_steps():
     """torch.optim.Adafactor, as make_optimizer builds it, steps each parameter by
     min(lr, 1/sqrt(t)) * max(1e-3, RMS(param)) (T5X's rule). With a constant gradient its
     normalized update is sign(g), so every element moves by exactly that amount."""
-    import argparse
     import trainer
     for lr, steps in ((0.1, 300), (1e-3, 50)):
         p = torch.nn.Parameter(torch.tensor([0.5, -2.0, 1e-5, 3.0]))
         model = torch.nn.Module()
         model.p = p
-        opt = trainer.make_optimizer(model, argparse.Namespace(optimizer="adafactor", learning_rate=lr), "cpu")
+        opt = trainer.make_optimizer(model, "cpu", "adafactor", lr)
         for t in range(1, steps + 1):
             before = p.detach().clone()
             p.grad = torch.tensor([1.0, -1.0, 1.0, 1.0])
