@@ -104,6 +104,8 @@ def main(argv=None):
     ckpt_path = resolve(args.ckpt)
     if args.out and Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a JSON file name")
+    if not ckpt_path.is_file():  # before any data is read or prepared
+        raise UserError(f"no checkpoint at {ckpt_path}")
     folder_to_write(Path(args.out).parent if args.out else ckpt_path.parent, "--out")
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)

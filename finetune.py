@@ -45,6 +45,8 @@ def make_job(args, rank, world, resumed_cfg=None):
         raise UserError("give either --init_from CHECKPOINT or --from_scratch")
     if args.from_scratch and resumed_cfg is None:
         build_config(args, block_size=1)  # bad model flags fail before any data is read
+    if args.init_from and resumed_cfg is None and not resolve(args.init_from).is_file():
+        raise UserError(f"no checkpoint at {resolve(args.init_from)}")
     every = {s: tasks.read_split(task, s, args.data_dir or None) for s in task.splits}
     train = every["train"]
     need = max(tasks.longest(ex)[1] for ex in every.values())
