@@ -55,7 +55,7 @@ def save_checkpoint(ck, path, keep_previous=False):
     what was there untouched."""
     path = Path(path)
     ck = {**ck, "format": CKPT_FORMAT}
-    ck["checksum"] = checksum({k: v for k, v in ck.items() if k != "checksum"})
+    ck["checksum"] = checksum(ck)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(ck, tmp)

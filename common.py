@@ -131,10 +131,10 @@ def parse_with_recipe(parser, argv, section):
                 raise UserError(f"--config {path}: {section}.{key} = {value!r}: {e}") from None
         elif actions[key].nargs == 0 and not isinstance(value, bool):
             raise UserError(f"--config {path}: {section}.{key} must be true or false, got {value!r}")
+    given = args.given_flags  # defaults are suppressed there, so the recipe does not change it
     parser.set_defaults(**values)
     args = parser.parse_args(argv)
-    args.config_sha256 = sha256_file(path)
-    args.given_flags = given_flags(parser, argv)
+    args.config_sha256, args.given_flags = sha256_file(path), given
     return args
 
 

@@ -194,8 +194,8 @@ def settle_settings(args, kind):
         return None
     resume = load_for_resume(ckpt_path, kind)
     given = set(getattr(args, "given_flags", ()))
-    keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE + ("resume", "overwrite", "given_flags")
-            if k in given or k in ("resume", "overwrite", "given_flags")}
+    keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in given}
+    keep.update(resume=args.resume, overwrite=args.overwrite, given_flags=sorted(given))
     vars(args).update({**resume["run_config"], **keep})
     return resume
 
