@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Learning checks (issue 9, item 3): the fine-tuning recipe of the recorded CPU study
+# (recipes/cpu_tiny_cosine.json: 2,000 steps x 32, from random weights, tiny class) on COGS,
+# passivization and GeoQuery (standard split), depths 1, 2, 4, 6, seed 0; COGS-vf's are the study's.
+# Resumable like every sweep; two one-thread processes, depth 2 first.
+#   bash results/learn_cpu_tiny/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+R=recipes/cpu_tiny_cosine.json
+S="--config $R --name learn_cpu_tiny --tasks passivization,geoquery,cogs --seeds 0"
+{ python sweep.py $S --depths 2 && python sweep.py $S --depths 1; } &
+{ python sweep.py $S --depths 4 && python sweep.py $S --depths 6; } &
+wait
+python sweep.py $S --depths 1,2,4,6
