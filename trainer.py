@@ -175,8 +175,22 @@ def setup_processes(device_flag):
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
             torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            torch.distributed.init_process_group(backend, store=life_store(world), rank=rank, world_size=world)
+        else:
+            torch.distributed.init_process_group(backend)
     return rank, world, device
+
+
+def life_store(world):
+    """torchrun's store, under a key prefix of its own for each life of the workers. The store
+    outlives a restart (--max-restarts), and without the prefix a restarted worker can read the
+    address a dead one published there and fail to connect to it ("Gloo connectFullMesh failed
+    ... Connection refused"; pytorch/pytorch#167288)."""
+    store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                       is_master=False)
+    return torch.distributed.PrefixStore(f"nanodepth/life{restarts()}", store)
 
 
 def settle_settings(args, kind):

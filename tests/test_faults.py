@@ -122,22 +122,42 @@ def test_nan_on_one_rank_stops_every_rank_before_the_step(corpus, tmp_path):
     assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [2]
 
 
-@pytest.mark.slow
-def test_killed_rank_then_rerun_ends_as_an_unbroken_run(corpus, tmp_path):
-    """One rank is killed mid-run (SIGKILL after step 5): the job fails; the same torchrun command
-    with --resume, as a scheduler's requeue would run it, ends with the unbroken run's weights.
-    (torchrun --max-restarts restarts the workers itself, and they resume on their own, but gloo
-    often fails to reconnect after such a restart on one machine: pytorch/pytorch#167288.)"""
-    common = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus),
-              "--max_iters", "8", "--eval_interval", "2"]
-    plain = torchrun(*common, "--out_dir", str(tmp_path / "plain"))
-    assert plain.returncode == 0, "\n".join(worker_lines(plain.stderr)[-20:])
-    killed = tmp_path / "killed"
-    r = torchrun(*common, "--out_dir", str(killed), env={"NANODEPTH_KILL_AT_STEP": "5", "NANODEPTH_FAULT_RANK": "1"})
-    assert r.returncode != 0 and re.search(r"exitcode\s*: -9", r.stderr), "no worker was killed"
-    assert load_checkpoint(killed / "ckpt.pt")["step"] == 4
-    again = torchrun(*common, "--out_dir", str(killed), "--resume")
-    assert again.returncode == 0, "\n".join(worker_lines(again.stderr)[-20:])
-    a, b = load_checkpoint(tmp_path / "plain" / "ckpt.pt"), load_checkpoint(killed / "ckpt.pt")
+COMMON = ["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *FAST, "--max_iters", "8", "--eval_interval", "2"]
+KILL_RANK_1 = {"NANODEPTH_KILL_AT_STEP": "5", "NANODEPTH_FAULT_RANK": "1"}  # SIGKILL after step 5
+
+
+@pytest.fixture(scope="module")
+def unbroken(corpus, tmp_path_factory):
+    """The final checkpoint of a 2-process torchrun run that nothing interrupted."""
+    out = tmp_path_factory.mktemp("unbroken")
+    r = torchrun(*COMMON, "--data_dir", str(corpus), "--out_dir", str(out))
+    assert r.returncode == 0, "\n".join(worker_lines(r.stderr)[-20:])
+    return load_checkpoint(out / "ckpt.pt")
+
+
+def assert_same_run(a, b):
     assert a["step"] == b["step"] == 8
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.slow
+def test_killed_rank_restarted_by_torchrun_ends_as_an_unbroken_run(corpus, unbroken, tmp_path):
+    """torchrun --max-restarts=1 restarts both workers when one is killed; they resume from the last
+    checkpoint on their own and end with the unbroken run's weights."""
+    r = torchrun("--max-restarts=1", *COMMON, "--data_dir", str(corpus), "--out_dir", str(tmp_path), env=KILL_RANK_1)
+    assert r.returncode == 0, "\n".join(worker_lines(r.stderr)[-20:])
+    assert re.search(r"exitcode\s*: -9", r.stderr), "no worker was killed"
+    assert_same_run(unbroken, load_checkpoint(tmp_path / "ckpt.pt"))
+
+
+@pytest.mark.slow
+def test_killed_rank_then_rerun_ends_as_an_unbroken_run(corpus, unbroken, tmp_path):
+    """Without restarts the job fails; the same torchrun command with --resume, as a scheduler's
+    requeue would run it, ends with the unbroken run's weights."""
+    common = [*COMMON, "--data_dir", str(corpus), "--out_dir", str(tmp_path)]
+    r = torchrun(*common, env=KILL_RANK_1)
+    assert r.returncode != 0 and re.search(r"exitcode\s*: -9", r.stderr), "no worker was killed"
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 4
+    again = torchrun(*common, "--resume")
+    assert again.returncode == 0, "\n".join(worker_lines(again.stderr)[-20:])
+    assert_same_run(unbroken, load_checkpoint(tmp_path / "ckpt.pt"))
