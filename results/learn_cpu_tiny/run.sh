@@ -13,3 +13,6 @@ S="--config $R --name learn_cpu_tiny --tasks passivization,geoquery,cogs --seeds
 { python sweep.py $S --depths 4 && python sweep.py $S --depths 6; } &
 wait
 python sweep.py $S --depths 1,2,4,6
+# Passivization at depth 2 reached 74% dev exact match at 2,000 steps (depth 4: 98%): the same
+# recipe at three times the steps, chosen on that dev curve
+python sweep.py --config $R --name learn_cpu_tiny_long --tasks passivization --seeds 0 --depths 2 --finetune_iters 6000
