@@ -17,5 +17,5 @@ python sweep.py $S --depths 1,2,4,6
 # recipe at three times the steps, chosen on that dev curve
 python sweep.py --config $R --name learn_cpu_tiny_long --tasks passivization --seeds 0 --depths 2 --finetune_iters 6000
 # COGS (the LAMBDA form) reached 79% dev at depth 2 and 92.5% at depth 4 at 2,000 steps: three
-# times the steps at every depth from 2 up (not yet run as this is written)
+# times the steps at every depth from 2 up (test 91.5, 96.0 and 96.2% at depths 2, 4 and 6)
 python sweep.py --config $R --name learn_cpu_tiny_long --tasks cogs --seeds 0 --depths 2,4,6 --finetune_iters 6000
