@@ -19,6 +19,8 @@ python sweep.py --config $R --name learn_cpu_tiny_long --tasks passivization --s
 # COGS (the LAMBDA form) reached 79% dev at depth 2 and 92.5% at depth 4 at 2,000 steps: three
 # times the steps at every depth from 2 up (test 91.5, 96.0 and 96.2% at depths 2, 4 and 6)
 python sweep.py --config $R --name learn_cpu_tiny_long --tasks cogs --seeds 0 --depths 2,4,6 --finetune_iters 6000
+# (each call rewrites the folder's results.csv and summary.md with its own cells: the committed
+# results.csv joins the passivization row of the call above to these three)
 # COGS at depth 2 stayed at 91% dev (test 91.5%) after 6,000 steps, its dev curve still rising
 # slowly (89.5, 91, 91% over the last three evaluations): the same recipe over 10,000 steps
 # (started, not yet finished as this is written)
