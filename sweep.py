@@ -13,6 +13,8 @@ runs/ (checkpoints; not for git). --ppl_matched adds the paper's perplexity-matc
 --rank_analysis the FFN singular-value analysis. --looped K adds, at every depth L above K, models
 of K distinct blocks applied L times, at matched parameters (the d_ff of depth K) and at matched
 compute (the d_ff of depth L): depth as computation against depth as parameters.
+--collect trains nothing: it tables and plots whichever of the named cells have finished (a study
+still running, or cells finished by separate calls), leaving the others out.
 
 A study's settings live in a recipe file (recipes/*.json): `python sweep.py --config
 recipes/cpu_tiny.json` reads its "sweep" section and hands the file to train.py and finetune.py,
@@ -85,6 +87,8 @@ def get_args(argv=None):
     a("--rank_analysis", action="store_true", help="singular values and effective rank of the FFN weights")
     a("--looped", type=integer(0), default=0, help="also train looped models of K distinct blocks at every depth above "
       "K, at matched parameters and at matched compute (0: none)")
+    a("--collect", action="store_true", help="train and score nothing: summarize the finished cells "
+      "among those named (unfinished ones are left out and listed)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--quiet", action="store_true", help="no progress bars")
     args = parse_with_recipe(p, argv, "sweep")
@@ -112,9 +116,14 @@ def get_args(argv=None):
     return args
 
 
+class Unfinished(Exception):
+    """--collect met a step whose result is not on disk: its cell is left out, not run."""
+
+
 class Sweep:
     def __init__(self, args):
         self.args = args
+        self.skipped = []  # with --collect: the cells left out as unfinished
         self.root = ROOT / "results" / args.name
         self.runs = self.root / "runs"
         self.common = ["--device", args.device] + (["--quiet"] if args.quiet else []) + \
@@ -134,6 +143,7 @@ class Sweep:
             return None
         out = self.cell(depth, seed, variant) / "pretrain"
         if not (out / "summary.json").exists():
+            self.unfinished(out)
             argv = ["--model_class", self.args.model_class, *self.model_flags(depth, variant), "--seed", str(seed),
                     "--dataset", self.args.dataset, "--max_iters", str(self.args.pretrain_iters),
                     "--eval_interval", str(max(1, self.args.pretrain_iters // 5)), "--out_dir", str(out),
@@ -144,6 +154,7 @@ class Sweep:
 
     def finetune(self, init, out, task, seed, depth=None, variant=None):
         if not (out / "summary.json").exists():
+            self.unfinished(out)
             start = ["--init_from", str(init)] if init else \
                 ["--from_scratch", "--model_class", self.args.model_class, *self.model_flags(depth, variant)]
             every = max(1, self.args.finetune_iters // self.args.finetune_evals)
@@ -154,9 +165,14 @@ class Sweep:
             finetune.main(argv + (["--resume"] if (out / "ckpt.pt").exists() else []))
         return json.loads((out / "summary.json").read_text())
 
+    def unfinished(self, path):
+        if self.args.collect:
+            raise Unfinished(path)
+
     def evaluate(self, run, task):
         path = run / f"eval_{task}.json"
         if not path.exists():
+            self.unfinished(path)
             argv = ["--ckpt", str(run / "ckpt.pt"), "--task", task, "--out", str(path),
                     "--device", self.args.device]
             if self.args.eval_limit:
@@ -201,37 +217,54 @@ class Sweep:
         pre = {}
         for seed in self.args.seed_list:
             for depth in self.args.depth_list:
-                pre[depth, seed] = self.model_rows(depth, seed, None, rows)
+                self.collecting(self.cell(depth, seed).name, lambda: self.model_rows(depth, seed, None, rows, pre))
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
                 for match in MATCHES:
-                    self.model_rows(depth, seed, (self.args.looped, match), rows)
-            if self.args.ppl_matched:
-                rows += self.ppl_matched(seed, pre)
-                self.write_csv(rows)
-            if self.args.loss_matched:
-                rows += self.loss_matched(seed, pre)
-                self.write_csv(rows)
-            if self.args.dev_selected:
-                rows += self.dev_selected(seed, pre)
-                self.write_csv(rows)
+                    variant = (self.args.looped, match)
+                    self.collecting(self.cell(depth, seed, variant).name,
+                                    lambda: self.model_rows(depth, seed, variant, rows, pre))
+            # the controls compare depths, so they need every depth of the seed
+            complete = all((d, seed) in pre for d in self.args.depth_list)
+            for flag, control in (("ppl_matched", self.ppl_matched), ("loss_matched", self.loss_matched),
+                                  ("dev_selected", self.dev_selected)):
+                if getattr(self.args, flag):
+                    if complete:
+                        self.collecting(f"{flag} s{seed}", lambda: rows.extend(control(seed, pre)))
+                    else:
+                        self.skipped.append(f"{flag} s{seed}")
+                    self.write_csv(rows)
+        if not rows:
+            raise UserError(f"no finished cells in {self.root}; run this sweep without --collect first")
         return rows
 
-    def model_rows(self, depth, seed, variant, rows):
-        """Pretrain (if the sweep does), fine-tune and score one model on every task; its pretraining summary."""
-        pre = self.pretrain(depth, seed, variant)
+    def collecting(self, name, work):
+        """Run one cell's work; with --collect, an unfinished cell is noted and left out."""
+        try:
+            work()
+        except Unfinished:
+            self.skipped.append(name)
+
+    def model_rows(self, depth, seed, variant, rows, pre):
+        """Pretrain (if the sweep does), fine-tune and score one model on every task; pre[depth, seed]
+        holds an unlooped model's pretraining summary once all its tasks are scored."""
+        summary = self.pretrain(depth, seed, variant)
         cell = self.cell(depth, seed, variant)
-        init = cell / "pretrain" / "ckpt.pt" if pre else None
+        init = cell / "pretrain" / "ckpt.pt" if summary else None
+        control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
+        mine = []  # rows land together, so a collected model has all its tasks or none
         for task in self.args.task_list:
             ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth, variant)
             ev = self.evaluate(cell / f"ft_{task}", task)
-            control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
-            rows.append(self.row(depth, seed, task, pre, ft, ev, control=control))
-            self.write_csv(rows)
-        return pre
+            mine.append(self.row(depth, seed, task, summary, ft, ev, control=control))
+            self.write_csv(rows + mine)
+        rows += mine
+        if not variant:
+            pre[depth, seed] = summary
 
     def score_snapshot(self, run, snap, task, label):
         path = run / f"eval_{task}_{label}.json"
         if not path.exists():
+            self.unfinished(path)
             argv = ["--ckpt", str(snap), "--task", task, "--out", str(path), "--device", self.args.device]
             if self.args.eval_limit:
                 argv += ["--limit", str(self.args.eval_limit), "--sample"]
@@ -308,6 +341,8 @@ class Sweep:
         return rows
 
     def write_csv(self, rows):
+        if not rows:  # nothing finished yet: leave any results.csv already there alone
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         keys = list(dict.fromkeys(k for r in rows for k in r))
         text = io.StringIO(newline="")
@@ -339,6 +374,8 @@ def rank_analysis(sweep):
             # the pretrained weights; without pretraining, the first task's fine-tuned ones
             path = cell / "pretrain" / "ckpt.pt" if sweep.args.pretrain_iters else \
                 cell / f"ft_{sweep.args.task_list[0]}" / "ckpt.pt"
+            if cell.name in sweep.skipped:  # --collect: not finished, its weights are mid-training
+                continue
             ck = load_checkpoint(path)
             cfg = ck["model_config"]
             for name, w in ck["model"].items():
@@ -355,7 +392,7 @@ def rank_analysis(sweep):
 
 # --- tables and figures ------------------------------------------------------------------------------
 
-def summarize(rows, args, root):
+def summarize(rows, args, root, skipped=()):
     """Markdown in the paper's layout: depth by task, mean +- 95% CI over seeds (in %)."""
     main = [r for r in rows if not r["control"]]
     depths = sorted({r["n_layer"] for r in main})
@@ -365,6 +402,8 @@ def summarize(rows, args, root):
              f"scored on {'a seeded sample of ' + str(args.eval_limit) if args.eval_limit else 'all'} examples "
              f"per split. Runs made by code {', '.join(versions)}"
              + (f"; recipe {args.config} (sha256 {args.config_sha256})." if args.config else "."), "",
+             *([f"Collected (--collect) from the finished cells only; left out as unfinished: "
+                f"{', '.join(skipped)}.", ""] if skipped else []),
              "| depth | d_ff | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
              "|---|---|---|" + "---|" * len(args.task_list)]
     for d in depths:
@@ -557,7 +596,7 @@ def main(argv=None):
         ranks = rank_analysis(sweep)
         (sweep.root / "ffn_rank.json").write_text(json.dumps(
             [{"n_layer": d, "matrix": m, **x} for (d, m), xs in sorted(ranks.items()) for x in xs], indent=1))
-    print(summarize(rows, args, sweep.root))
+    print(summarize(rows, args, sweep.root, sweep.skipped))
     figures(rows, args, sweep.root, ranks)
     (sweep.root / "command.txt").write_text("python sweep.py " + " ".join(
         argv if argv is not None else sys.argv[1:]) + "\n")

@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 
 import sweep
+from common import UserError
 
 
 def test_mean_ci():
@@ -96,3 +97,20 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch):
     assert int(p["flops_per_token"]) > int(plain["flops_per_token"])
     assert "Looped models" in (root / "summary.md").read_text()
     assert (root / "looped_by_depth.png").stat().st_size > 1000
+
+    # --collect tables the finished cells among those named and trains none of the others
+    (root / "runs" / "d2_u1compute_s0" / "ft_geoquery" / "eval_geoquery.json").unlink()
+    before = (root / "results.csv").read_text()
+    rows = sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2,4", "--seeds", "0,1",
+                       "--tasks", "geoquery", "--pretrain_iters", "0", "--looped", "1", "--dev_selected",
+                       "--collect", "--quiet"])
+    assert {(r["n_layer"], r["control"]) for r in rows} == {(1, ""), (2, ""), (2, "looped_params_u1")}
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["d1_s0", "d2_s0", "d2_u1compute_s0",
+                                                                  "d2_u1params_s0"]
+    assert not (root / "runs" / "d2_u1compute_s0" / "ft_geoquery" / "eval_geoquery.json").exists()
+    summary = (root / "summary.md").read_text()
+    assert "left out as unfinished: d4_s0, d2_u1compute_s0" in summary and "dev_selected s0" in summary
+    assert len(list(csv.DictReader(open(root / "results.csv")))) == 3 and before.count("\n") == 5
+    with pytest.raises(UserError, match="no finished cells"):
+        sweep.main(["--name", "empty", "--depths", "1", "--seeds", "0", "--tasks", "geoquery", "--collect"])
+    assert not (tmp_path / "results" / "empty").exists()
