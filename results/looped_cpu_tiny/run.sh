@@ -15,3 +15,5 @@ S="python sweep.py --config $R --name $N --looped 1"
 { $S --seeds 0 --depths 1,6 && $S --seeds 1 --depths 1,6 && $S --seeds 2 --depths 1,6; } &
 wait
 $S
+# While cells are still running, `$S --collect` tables the finished ones and trains nothing (how
+# the committed results.csv and summary.md were made until every cell is done).
