@@ -206,7 +206,9 @@ class Sweep:
                "code_version": ev["code_version"],
                "pretrain_data_sha256": pre["data"].get("train_sha256") if pre else "",
                "task_data_sha256": gen.get("sha256", ""), "recipe": self.args.config,
-               "recipe_sha256": self.args.config_sha256}
+               "recipe_sha256": self.args.config_sha256,
+               # flags given over the recipe: without them two folders' rows could not be told apart
+               "pretrain_args": self.args.pretrain_args, "finetune_args": self.args.finetune_args}
         for c, v in gen.get("categories", {}).items():
             if len(gen["categories"]) > 1:
                 row[f"cat:{c}"] = v["exact_match"]
@@ -401,7 +403,9 @@ def summarize(rows, args, root, skipped=()):
              f"Mean over seeds ± 95% CI half-width (t-distribution). Generalization exact match in %, "
              f"scored on {'a seeded sample of ' + str(args.eval_limit) if args.eval_limit else 'all'} examples "
              f"per split. Runs made by code {', '.join(versions)}"
-             + (f"; recipe {args.config} (sha256 {args.config_sha256})." if args.config else "."), "",
+             + (f"; recipe {args.config} (sha256 {args.config_sha256})." if args.config else ".")
+             + "".join(f" {k}: `{getattr(args, k)}`." for k in ("pretrain_args", "finetune_args")
+                       if getattr(args, k)), "",
              *([f"Collected (--collect) from the finished cells only; left out as unfinished: "
                 f"{', '.join(skipped)}.", ""] if skipped else []),
              "| depth | d_ff | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
