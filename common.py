@@ -35,6 +35,9 @@ def main_guard(main):
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted; the last checkpoint written is intact")
+    except BrokenPipeError:  # output piped into `head` and the reader left: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot raise again
+        sys.exit(1)
 
 
 # --- flags: every value checked against its domain before any work starts ------------------------

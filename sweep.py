@@ -106,6 +106,8 @@ def get_args(argv=None):
     except ValueError as e:
         raise UserError(str(e)) from None
     args.task_list = [t for t in args.tasks.split(",") if t]
+    if not args.task_list:  # every table is a task's scores; without one there is nothing to sweep
+        raise UserError(f"--tasks {args.tasks!r} names no task; give one or more of {', '.join(tasks.TASKS)}")
     for t in args.task_list:
         tasks.get_task(t)
     if args.ppl_matched and not args.snapshot_interval:

@@ -88,6 +88,7 @@ CASES = [
     ("sweep", ["--depths", "1,x"], "comma-separated integers"),
     ("sweep", ["--model_class", "huge"], "invalid choice: 'huge'"),
     ("sweep", ["--tasks", "cogs,nope"], "unknown task 'nope'"),
+    ("sweep", ["--tasks", ","], "--tasks ',' names no task"),
     ("sweep", ["--finetune_args", "--batch_size 0"], "argument --batch_size: must be >= 1"),
     ("sweep", ["--pretrain_args", "--learning_rate inf"], "argument --learning_rate: must be a finite number"),
     ("bench", ["--steps", "0"], "argument --steps: must be >= 1"),
@@ -128,3 +129,15 @@ def test_bad_value_is_refused_in_one_line(script, flags, needle, tmp_path, capsy
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert sorted(p.name for p in work.rglob("*")) == before  # nothing written
     assert not (tmp_path / "sweeproot").exists()
+
+
+def test_output_piped_into_head_ends_quietly():
+    """`sweep.py --collect | head` once ended in a BrokenPipeError traceback: the reader leaving is
+    not an error of ours, so main_guard stops with no output on stderr (exit 1, like Unix tools)."""
+    import subprocess
+    code = "import common; common.main_guard(lambda: [print('x' * 99) for _ in range(100_000)])"
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()  # as `head` does after its lines
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 1 and err == "", err
