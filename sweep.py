@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import math
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -604,8 +605,9 @@ def main(argv=None):
             [{"n_layer": d, "matrix": m, **x} for (d, m), xs in sorted(ranks.items()) for x in xs], indent=1))
     print(summarize(rows, args, sweep.root, sweep.skipped))
     figures(rows, args, sweep.root, ranks)
-    (sweep.root / "command.txt").write_text("python sweep.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]) + "\n")
+    # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given
+    (sweep.root / "command.txt").write_text(shlex.join(
+        ["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])]) + "\n")
     print(f"wrote {sweep.root}/results.csv, summary.md and figures")
     return rows
 

@@ -1,6 +1,7 @@
 """Every script refuses a bad value in one line on stderr with exit code 2, before any work starts,
 and writes nothing. One table over all of them (run in-process: the scripts' own main())."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -134,7 +135,6 @@ def test_bad_value_is_refused_in_one_line(script, flags, needle, tmp_path, capsy
 def test_output_piped_into_head_ends_quietly():
     """`sweep.py --collect | head` once ended in a BrokenPipeError traceback: the reader leaving is
     not an error of ours, so main_guard stops with no output on stderr (exit 1, like Unix tools)."""
-    import subprocess
     code = "import common; common.main_guard(lambda: [print('x' * 99) for _ in range(100_000)])"
     p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.readline()

@@ -98,6 +98,7 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch):
     assert "Looped models" in (root / "summary.md").read_text()
     assert plain["finetune_args"] == "--batch_size 2 --eval_examples 2" and plain["pretrain_args"] == ""
     assert "finetune_args: `--batch_size 2 --eval_examples 2`" in (root / "summary.md").read_text()
+    assert "--finetune_args '--batch_size 2 --eval_examples 2'" in (root / "command.txt").read_text()
     assert (root / "looped_by_depth.png").stat().st_size > 1000
 
     # --collect tables the finished cells among those named and trains none of the others
