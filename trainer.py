@@ -239,6 +239,7 @@ class Run:
         self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
         self.step_n, self.best, self.tokens = 0, float("inf"), 0
         self.saved_step = None  # the step of the checkpoint on disk, for the NaN message
+        self.seconds_before = 0.0  # training time of the run's earlier processes (resumed runs)
         if resume:
             self.restore(resume)
         self.train_model = torch.compile(self.model) if args.compile else self.model
@@ -260,6 +261,8 @@ class Run:
             raise UserError(f"{self.ckpt_path} does not fit this model ({str(e).splitlines()[0]})") from None
         self.step_n, self.best = resume["step"], resume.get("best_val_loss", self.best)
         self.tokens, self.saved_step = resume.get("tokens", 0), resume["step"]
+        # a resumed run's clock, its --max_minutes budget and time-based schedule go on from the checkpoint
+        self.seconds_before = float(resume.get("metrics", {}).get("elapsed_s", 0.0))
         rngs = resume["rng"]
         set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0], self.gen)
 
@@ -388,7 +391,7 @@ def fit(args, kind, make_job):
     run = Run(args, kind, make_job)
     run.model.train()
     kill_at = fault("KILL_AT_STEP", run.rank)
-    t0, budget_s = time.time(), args.max_minutes * 60
+    t0, budget_s = time.time() - run.seconds_before, args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
                dynamic_ncols=True)
     train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(run.step_n, **schedule_of(args))

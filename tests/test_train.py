@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT
 
 import train
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
 from common import UserError
 
 # small and fast: the tiny class's embedding dominates, so keep batches and steps few
@@ -66,11 +66,17 @@ def test_resume_after_hard_kill_is_bitwise_exact(corpus, tmp_path):
 def test_resume_reapplies_only_the_flags_given_abbreviations_included(corpus, tmp_path):
     out = tmp_path / "r"
     train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "2", "--eval_interval", "2"])
+    # the run's clock goes on from the checkpoint's, so a resumed run's minutes are the whole run's
+    ck = load_checkpoint(out / "ckpt.pt")
+    ck["metrics"]["elapsed_s"] = 1000.0
+    save_checkpoint(ck, out / "ckpt.pt")
     # FAST sets --batch_size 2; a resume that does not name it keeps it, the abbreviated --max_i counts
     s = train.main(["--data_dir", str(corpus), "--out_dir", str(out), "--resume", "--max_i", "3", "--quiet",
                     "--eval_interval", "3"])
     assert s["step"] == 3 and s["run_config"]["batch_size"] == 2 and s["run_config"]["max_iters"] == 3
     assert s["run_config"]["n_layer"] == 1  # the run's own, not the default 2
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert 1000 < last["elapsed_s"] <= s["train_seconds"] < 1100
 
 
 def test_refuses_to_clobber_and_rejects_foreign_checkpoints(corpus, tmp_path):
