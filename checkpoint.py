@@ -128,13 +128,18 @@ def load_model(path, device="cpu", context=0, **overrides):
     room for `context` tokens where its positions allow. overrides: config fields to change
     (fine-tuning sets its dropout). Returns (model, checkpoint dict)."""
     ck = load_checkpoint(path)
+    return model_from(ck, resolve(path), device, context, **overrides), ck
+
+
+def model_from(ck, path, device="cpu", context=0, **overrides):
+    """The model of a loaded checkpoint `ck` (read from `path`), as load_model makes it."""
     cfg = stretch_context(GPTConfig(**{**ck["model_config"], **overrides}), context)
     model = build_model(cfg)
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:
-        raise UserError(f"{resolve(path)} does not load into its own model ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), ck
+        raise UserError(f"{path} does not load into its own model ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval()
 
 
 def rng_state(generator=None):

@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 import tasks
-from checkpoint import load_model, resolve
+from checkpoint import load_checkpoint, load_model, model_from, resolve
 from common import (DTYPES, Parser, UserError, autocast, code_version, folder_to_write, integer, main_guard,
                     pick_device, pick_dtype, write_atomic)
 from corpus import eval_windows, load_corpus, mean_loss
+from model import GPTConfig
 
 
 def get_args(argv=None):
@@ -122,9 +123,11 @@ def main(argv=None):
         splits = args.split.split(",") if args.split else [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
         for s in splits:
             tasks.split_path(task, s)  # an unknown split fails before any split is read or prepared
-        every = {s: tasks.read_split(task, s, args.data_dir or None) for s in splits}
+        ck = load_checkpoint(ckpt_path)
+        vocab = tasks.Vocab.of(GPTConfig(**ck["model_config"]))  # the examples in the model's own tokens
+        every = {s: tasks.read_split(task, s, args.data_dir or None, vocab) for s in splits}
         need = max(tasks.longest(ex)[1] for ex in every.values())
-        model, ck = load_model(ckpt_path, device, context=need)
+        model = model_from(ck, ckpt_path, device, context=need)
         report = provenance(ck, ckpt_path)
         with autocast(device, dtype):
             results = [score_split(model, task, s, every[s], args) for s in splits]

@@ -12,11 +12,9 @@ evaluate.py.
 import argparse
 import random
 
-import torch
-
 import tasks
 from checkpoint import load_model, resolve, stretch_context
-from common import Parser, UserError, gpt2_encoder, integer, main_guard, parse_with_recipe
+from common import Parser, UserError, integer, main_guard, parse_with_recipe
 from corpus import mean_loss
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
@@ -29,6 +27,11 @@ def get_args(argv=None):
     a("--init_from", default="", help="pretrained checkpoint (a file, or a run folder holding ckpt.pt)")
     a("--from_scratch", action="store_true", help="start from random weights (give the model flags)")
     a("--eval_examples", type=integer(1), default=200, help="dev examples decoded for exact match at each eval")
+    a("--vocab", default="", choices=("",) + tasks.VOCABS, help="from scratch: task (GPT-2's BPE cut to the "
+      "task's tokens, the default), word (one token per word) or gpt2 (all 50,257); --init_from: the "
+      "checkpoint's own")
+    a("--batching", default="bucketed", choices=tasks.BATCHINGS, help="bucketed (examples of similar length "
+      "batched together: little padding) or random (any examples, padded to the longest)")
     add_model_flags(p)
     # T5X's fine-tuning recipe: Adafactor at a constant 1e-3 (its relative step), dropout 0.1
     add_training_flags(p, max_iters=10000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=0,
@@ -47,47 +50,56 @@ def make_job(args, rank, world, resumed_cfg=None):
         build_config(args, block_size=1)  # bad model flags fail before any data is read
     if args.init_from and resumed_cfg is None and not resolve(args.init_from).is_file():
         raise UserError(f"no checkpoint at {resolve(args.init_from)}")
-    every = {s: tasks.read_split(task, s, args.data_dir or None) for s in task.splits}
-    train = every["train"]
-    need = max(tasks.longest(ex)[1] for ex in every.values())
+    rows = {s: tasks.read_pairs(task, s, args.data_dir or None) for s in task.splits}
 
     pretrained = None
     if resumed_cfg is not None:
-        cfg = resumed_cfg
+        vocab = tasks.Vocab.of(resumed_cfg)
     elif args.init_from:
-        pretrained, ck = load_model(args.init_from, context=need, dropout=args.dropout)
+        pretrained, ck = load_model(args.init_from, dropout=args.dropout)
+        vocab = tasks.Vocab.of(pretrained.config)
+        if args.vocab and args.vocab != vocab.kind:
+            raise UserError(f"--vocab {args.vocab}: {args.init_from} was trained with the {vocab.kind} vocabulary, "
+                            "and a pretrained model keeps its own; drop --vocab")
+    else:  # built over every split, as the from-scratch anchors built theirs
+        vocab = tasks.Vocab.build(args.vocab or "task", [r for split in rows.values() for r in split])
+    every = {s: tasks.encode_rows(r, vocab, f"{task.name} {s}") for s, r in rows.items()}
+    need = max(tasks.longest(ex)[1] for ex in every.values())
+    if resumed_cfg is not None:
+        cfg = resumed_cfg
+    elif pretrained is not None:
         cfg = pretrained.config
     else:
-        cfg = build_config(args, block_size=need)
+        cfg = build_config(args, block_size=need, vocab=vocab)
     cfg = stretch_context(cfg, need)
     for split, ex in every.items():
         tasks.check_fits(ex, cfg.block_size, cfg.vocab_size, f"{task.name} {split}")
 
     dev_split = task.dev_split or task.id_split
-    dev = every[dev_split] if dev_split else train
+    dev = every[dev_split or "train"]
     dev = random.Random(0).sample(dev, min(args.eval_examples, len(dev)))  # the same subset every eval
-    shard = train[rank::world]  # DDP: each process its own part of the examples
-    pad = gpt2_encoder().eot_token
-    dev_batches = [tasks.train_batch(dev[s:s + args.batch_size], pad) for s in range(0, len(dev), args.batch_size)]
+    # DDP: each process draws from its own part of the examples
+    batches = tasks.Batches(every["train"][rank::world], args.batch_size, vocab.eot, args.batching)
+    dev_batches = [tasks.train_batch(dev[s:s + args.batch_size], vocab.eot) for s in range(0, len(dev), args.batch_size)]
 
     def batch(gen, rank, world):
-        idx = torch.randint(len(shard), (args.batch_size,), generator=gen).tolist()
-        return tasks.train_batch([shard[i] for i in idx], pad)
+        return batches(gen)
 
     def evaluate(model):
         preds = tasks.decode_examples(model, dev, batch_size=max(args.batch_size, 64))
         em = sum(tasks.is_exact_match(p, e) for p, e in zip(preds, dev)) / len(dev)
         return {"val_loss": mean_loss(model, dev_batches), f"{dev_split or 'train'}_exact_match": em}
 
-    data = {"task": task.name, **{f"{s}_sha256": tasks.split_sha256(task, s, args.data_dir or None)
-                                  for s in task.splits}}
+    data = {"task": task.name, **vocab.describe(every["train"]),
+            **{f"{s}_sha256": tasks.split_sha256(task, s, args.data_dir or None) for s in task.splits}}
     if pretrained is not None:
         data["init_from"] = {"path": str(resolve(args.init_from)), "step": ck.get("step"),
                              "val_loss": ck.get("val_loss"), "data": ck.get("data"),
                              "code_version": ck.get("code_version")}
     init = (lambda model: model.load_state_dict(pretrained.state_dict())) if pretrained is not None else None
     return Job(config=cfg, batch=batch, evaluate=evaluate, data=data, init=init,
-               describe=f"{task.name}: " + ("from scratch " if pretrained is None else f"from {args.init_from} "))
+               describe=f"{task.name}: " + ("from scratch " if pretrained is None else f"from {args.init_from} ")
+               + f"vocab={vocab.kind}:{vocab.size} ")
 
 
 def main(argv=None):

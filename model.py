@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -35,6 +35,8 @@ class GPTConfig:
     d_model: int = 128
     d_ff: int = 512
     vocab_size: int = GPT2_VOCAB
+    vocab: str = "gpt2"             # what the token ids stand for (tasks.Vocab): gpt2 | task | word
+    tokens: list = field(default_factory=list)  # task/word: the GPT-2 id or word of each row
     block_size: int = 256           # longest sequence the model is asked to handle
     block: str = "paper"            # paper | gpt2
     pos: str = ""                   # t5 | learned | rope; "" = the block's own (t5 / learned)
@@ -49,6 +51,8 @@ class GPTConfig:
                                     # plain loss below, -1 = measured best for the device
 
     def __post_init__(self):
+        if self.tokens:  # a task or word vocabulary: one embedding row per token it holds
+            self.vocab_size = len(self.tokens)
         if self.block not in BLOCKS:
             raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
         if not self.pos:

@@ -8,6 +8,7 @@ import argparse
 import torch
 
 from checkpoint import load_model
+from tasks import Vocab
 from common import (DTYPES, Parser, UserError, autocast, gpt2_encoder, integer, main_guard, pick_device, pick_dtype,
                     real)
 
@@ -25,20 +26,23 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto, float32 or bfloat16")
     a = p.parse_args(argv)
-    enc = gpt2_encoder()
     device = pick_device(a.device)
     dtype = pick_dtype(a.dtype, device)
     model, _ = load_model(a.ckpt or a.out_dir, device)
-    ids = enc.encode(a.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    vocab = Vocab.of(model.config)  # a task model's own tokens; GPT-2's for a pretrained one
+    if vocab.kind == "gpt2":
+        ids = gpt2_encoder().encode(a.prompt, allowed_special={"<|endoftext|>"}) or [vocab.eot]
+    else:  # a fine-tuning prompt: the source, then SEP, as the task presents it
+        ids = vocab.encode_texts([a.prompt], "--prompt")[0] + [vocab.sep]
     if len(ids) >= model.config.block_size:
         raise UserError(f"the prompt is {len(ids)} tokens; the model's context is {model.config.block_size}")
     gen = torch.Generator(device=device).manual_seed(a.seed)
     x = torch.tensor([ids] * a.num_samples, device=device)
     with autocast(device, dtype):
-        outs = model.generate(x, a.max_new_tokens, eos_id=enc.eot_token, temperature=a.temperature,
+        outs = model.generate(x, a.max_new_tokens, eos_id=vocab.eot, temperature=a.temperature,
                               top_k=a.top_k or None, generator=gen)
     for o in outs:
-        print(a.prompt + enc.decode(o))
+        print(a.prompt + ("" if vocab.kind == "gpt2" else "\n") + vocab.decode(o))
         print("-" * 40)
 
 

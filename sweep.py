@@ -119,6 +119,16 @@ def get_args(argv=None):
     return args
 
 
+def finetune_budget(ft, step=None):
+    """What a fine-tuning run's row must say to be compared: examples seen, vocabulary, batching, dtype."""
+    rc = ft["run_config"]
+    per_step = rc["batch_size"] * rc.get("gradient_accumulation_steps", 1) * ft.get("world_size", 1)
+    return {"finetune_examples": per_step * (step if step is not None else ft["step"]),
+            "finetune_batch": per_step, "vocab": ft["data"].get("vocab", "gpt2"),
+            "vocab_size": ft["model_config"]["vocab_size"], "batching": rc.get("batching", "random"),
+            "dtype": ft.get("dtype", "")}
+
+
 class Unfinished(Exception):
     """--collect met a step whose result is not on disk: its cell is left out, not run."""
 
@@ -203,6 +213,7 @@ class Sweep:
                "lexical_acc": gen.get("lexical", {}).get("exact_match", ""),
                "structural_acc": gen.get("structural", {}).get("exact_match", ""),
                "finetune_val_loss": ft["val_loss"], "eval_n": gen.get("n", ""),
+               **finetune_budget(ft, finetune_step),
                "pretrain_seconds": round(pre["train_seconds"], 1) if pre else 0,
                "finetune_seconds": round(ft["train_seconds"], 1),
                "eval_seconds": round(sum(r["seconds"] for r in ev["results"]), 1),

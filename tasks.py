@@ -20,7 +20,8 @@ import torch
 from common import ROOT, UserError, gpt2_encoder, sha256_file
 from corpus import prepare_on_first_use
 
-SEP = "\n"  # one GPT-2 token (198) between source and target
+SEP = "\n"  # one GPT-2 token between source and target
+GPT2_SEP = 198
 
 COGS_STRUCTURAL = ("cp_recursion", "pp_recursion", "obj_pp_to_subj_pp")
 
@@ -90,8 +91,8 @@ def split_sha256(task, split, data_dir=None):
     return sha256_file(split_path(task, split, data_dir))
 
 
-def read_split(task, split, data_dir=None):
-    """The examples of one split, tokenized. Prepares the task's data on first use."""
+def read_pairs(task, split, data_dir=None):
+    """The (source, target, category) rows of one split. Prepares the task's data on first use."""
     task = get_task(task) if isinstance(task, str) else task
     path = split_path(task, split, data_dir)
     folder = Path(data_dir) if data_dir else ROOT / "data" / task.folder
@@ -106,11 +107,97 @@ def read_split(task, split, data_dir=None):
             raise UserError(f"{path} line {n}: expected source<TAB>target[<TAB>category]; "
                             f"re-run data/{task.folder}/prepare.py")
         rows.append((f[0], f[1], f[2] if len(f) == 3 else task.name))
-    enc = gpt2_encoder()
-    sep = enc.encode_ordinary(SEP)
-    srcs = enc.encode_ordinary_batch([with_space(r[0]) for r in rows])
-    tgts = enc.encode_ordinary_batch([with_space(r[1]) for r in rows])
-    return [Example(s, t, c, p + sep, a + [enc.eot_token]) for (s, t, c), p, a in zip(rows, srcs, tgts)]
+    return rows
+
+
+def read_split(task, split, data_dir=None, vocab=None):
+    """The examples of one split, tokenized in `vocab` (default: GPT-2's)."""
+    task = get_task(task) if isinstance(task, str) else task
+    return encode_rows(read_pairs(task, split, data_dir), vocab or Vocab(), f"{task.name} {split}")
+
+
+def encode_rows(rows, vocab, where):
+    """Examples of (source, target, category) rows: prompt = source SEP, answer = target EOT."""
+    srcs = vocab.encode_texts([r[0] for r in rows], where)
+    tgts = vocab.encode_texts([r[1] for r in rows], where)
+    return [Example(s, t, c, p + [vocab.sep], a + [vocab.eot]) for (s, t, c), p, a in zip(rows, srcs, tgts)]
+
+
+# --- vocabularies ----------------------------------------------------------------------------------
+
+VOCABS = ("gpt2", "task", "word")
+WORD_SPECIALS = ("<eot>", "<sep>")  # the word vocabulary's own EOT and SEP
+
+
+class Vocab:
+    """What a model's token ids stand for, stored in its config (GPTConfig.vocab and .tokens).
+    gpt2: GPT-2's BPE ids as they are, 50,257 rows (pretrained models).
+    task: GPT-2's BPE, cut to the ids that occur in the task's splits and renumbered 0..n-1: the
+          embedding and output head hold n rows (COGS-vf: 895) instead of 50,257, which were most
+          of a tiny model's FLOPs; the layers and the class's parameter matching are untouched.
+    word: one id per whitespace-separated word of the task's splits: the vocabulary of the
+          from-scratch anchors (Kim & Linzen 2020, Csordas et al. 2021, Wu et al. 2023).
+    task and word are built over every split, as the anchors built theirs; a token that occurs only
+    outside training keeps its random input embedding (no gradient reaches it)."""
+
+    def __init__(self, kind="gpt2", tokens=()):
+        if kind not in VOCABS:
+            raise UserError(f"unknown vocabulary {kind!r}; choose one of {', '.join(VOCABS)}")
+        enc = gpt2_encoder()
+        self.kind, self.tokens = kind, list(tokens)
+        if kind == "gpt2":
+            self.size, self.eot, self.sep = enc.n_vocab, enc.eot_token, GPT2_SEP
+            return
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.size = len(self.tokens)
+        eot, sep = WORD_SPECIALS if kind == "word" else (enc.eot_token, GPT2_SEP)
+        if eot not in self.index or sep not in self.index:
+            raise UserError(f"a {kind} vocabulary must hold its EOT and SEP tokens; this one does not")
+        self.eot, self.sep = self.index[eot], self.index[sep]
+
+    @classmethod
+    def of(cls, cfg):
+        """The vocabulary of a model config."""
+        return cls(cfg.vocab, cfg.tokens)
+
+    @classmethod
+    def build(cls, kind, rows):
+        """The `kind` vocabulary of (source, target, category) rows (gpt2: GPT-2's whole one)."""
+        texts = [t for r in rows for t in r[:2]]
+        if kind == "word":
+            return cls("word", list(WORD_SPECIALS) + sorted({w for t in texts for w in t.split()}))
+        if kind == "task":
+            enc = gpt2_encoder()
+            ids = {i for seq in enc.encode_ordinary_batch([with_space(t) for t in texts]) for i in seq}
+            return cls("task", sorted(ids | {enc.eot_token, GPT2_SEP}))
+        return cls(kind)
+
+    def encode_texts(self, texts, where):
+        """Token ids of each text; a token this vocabulary lacks is refused in one line."""
+        if self.kind == "word":
+            seqs = [t.split() for t in texts]
+        else:
+            seqs = gpt2_encoder().encode_ordinary_batch([with_space(t) for t in texts])
+            if self.kind == "gpt2":
+                return seqs
+        try:
+            return [[self.index[t] for t in seq] for seq in seqs]
+        except KeyError as e:
+            shown = repr(e.args[0]) if self.kind == "word" else repr(gpt2_encoder().decode([e.args[0]]))
+            raise UserError(f"{where} has the token {shown}, which the model's {self.kind} vocabulary of "
+                            f"{self.size} tokens lacks: that vocabulary holds only the tokens of the data "
+                            "it was built for; train a model for this data") from None
+
+    def decode(self, ids):
+        if self.kind == "word":
+            return " ".join(self.tokens[i] for i in ids)
+        return gpt2_encoder().decode(ids if self.kind == "gpt2" else [self.tokens[i] for i in ids])
+
+    def describe(self, train):
+        """Size, and how many tokens occur only outside the training examples, for result files."""
+        seen = {t for e in train for t in e.prompt + e.answer}
+        return {"vocab": self.kind, "vocab_size": self.size,
+                "tokens_only_outside_train": self.size - len(seen | {self.eot, self.sep})}
 
 
 def with_space(text):
@@ -126,9 +213,10 @@ def longest(examples):
 
 def check_fits(examples, block_size, vocab_size, where):
     """Refuse a model whose vocabulary or context cannot hold the task."""
-    if vocab_size < gpt2_encoder().n_vocab:
-        raise UserError(f"the model's vocabulary has {vocab_size} entries; {where} needs GPT-2's "
-                        f"{gpt2_encoder().n_vocab}")
+    top = max(max(e.prompt + e.answer) for e in examples)
+    if top >= vocab_size:
+        raise UserError(f"the model's vocabulary has {vocab_size} entries; {where} has token id {top} "
+                        f"(GPT-2's vocabulary has {gpt2_encoder().n_vocab})")
     ex, n = longest(examples)
     if n > block_size:
         raise UserError(f"{where}: the example {ex.source!r} is {n} tokens with its answer, longer than "
@@ -147,6 +235,43 @@ def train_batch(examples, pad_id):
         x[i, :len(seq) - 1] = torch.tensor(seq[:-1])
         y[i, len(e.prompt) - 1:len(seq) - 1] = torch.tensor(e.answer)
     return x, y
+
+
+BATCHINGS = ("random", "bucketed")
+
+
+class Batches:
+    """Training batches of `size` examples at random, every example equally likely at every step.
+    random:   any `size` examples (with replacement), padded to the longest: about half the
+              positions of a COGS batch are then padding (32 a batch: 47%, 128: 55%).
+    bucketed: the examples sorted by length and cut into buckets of 8 x size; a step picks a
+              bucket with probability proportional to its size and draws `size` distinct examples
+              from it, so each example keeps probability 1/N per draw while a batch pads to within
+              a few tokens (COGS-vf, 128 a batch: 5% padding). Stateless like random: the data
+              generator alone decides, so a resumed run draws the same batches."""
+
+    def __init__(self, examples, size, pad_id, how="random"):
+        if how not in BATCHINGS:
+            raise UserError(f"unknown batching {how!r}; choose one of {', '.join(BATCHINGS)}")
+        self.examples, self.size, self.pad_id, self.how = examples, size, pad_id, how
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt) + len(examples[i].answer))
+        width = 8 * size
+        self.buckets = [order[s:s + width] for s in range(0, len(order), width)]
+        if len(self.buckets) > 1 and len(self.buckets[-1]) < width // 2:  # no small bucket of the longest
+            self.buckets[-2:] = [self.buckets[-2] + self.buckets[-1]]
+        self.weights = torch.tensor([len(b) for b in self.buckets], dtype=torch.float)
+
+    def __call__(self, gen):
+        if self.how == "random":
+            idx = torch.randint(len(self.examples), (self.size,), generator=gen).tolist()
+        else:
+            bucket = self.buckets[torch.multinomial(self.weights, 1, generator=gen).item()]
+            if len(bucket) >= self.size:
+                pick = torch.randperm(len(bucket), generator=gen)[:self.size].tolist()
+            else:  # a task smaller than one batch
+                pick = torch.randint(len(bucket), (self.size,), generator=gen).tolist()
+            idx = [bucket[i] for i in pick]
+        return train_batch([self.examples[i] for i in idx], self.pad_id)
 
 
 def prompt_batch(examples, pad_id):
@@ -173,19 +298,18 @@ def decode_examples(model, examples, batch_size=64, use_cache=True):
     """Greedy answers for examples, batched by similar prompt length to waste little on padding.
     Each batch stops at EOT or one token past its longest gold answer: a longer output can
     never be an exact match, so the cap changes no score. Returns texts in input order."""
-    enc = gpt2_encoder()
+    vocab = Vocab.of(model.config)
     device = next(model.parameters()).device
     order = sorted(range(len(examples)), key=lambda i: (len(examples[i].prompt), len(examples[i].answer)))
     out = [None] * len(examples)
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         batch = [examples[i] for i in idx]
-        x, valid = prompt_batch(batch, enc.eot_token)
+        x, valid = prompt_batch(batch, vocab.eot)
         cap = max(len(e.answer) for e in batch) + 1
-        ids = model.generate(x.to(device), cap, eos_id=enc.eot_token, valid=valid.to(device),
-                             use_cache=use_cache)
+        ids = model.generate(x.to(device), cap, eos_id=vocab.eot, valid=valid.to(device), use_cache=use_cache)
         for i, toks in zip(idx, ids):
-            out[i] = enc.decode(toks)
+            out[i] = vocab.decode(toks)
     return out
 
 

@@ -11,6 +11,7 @@ hands it to fit(), which runs these steps:
     Run.save       ckpt.pt (full, atomic) or a weights snapshot
     Run.finish     summary.json, and the process group torn down
 """
+import argparse
 import gc
 import json
 import math
@@ -33,7 +34,7 @@ from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GP
 
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "out_dir", "data_dir", "device",
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "snapshot_steps", "out_dir", "data_dir", "device",
                      "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
 
 
@@ -67,6 +68,8 @@ def add_training_flags(p, **defaults):
     a("--seed", type=integer(0), default=0, help="seed for initialisation and data order")
     a("--eval_interval", type=integer(1), default=d["eval_interval"], help="steps between evals and checkpoints")
     a("--snapshot_interval", type=integer(0), default=0, help="keep a weights snapshot every K steps (0: off)")
+    a("--snapshot_steps", type=step_list, default="", help="also keep snapshots at these steps, comma-separated "
+      "(log-spaced ones give a training-length curve: curve.py)")
     a("--out_dir", default=d["out_dir"], help="where checkpoints and logs go")
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
@@ -99,10 +102,23 @@ def add_model_flags(p):
       help="tokens per chunk of the fused output head + loss (0: the plain loss; -1: 256 on CPU, 8192 on GPU)")
 
 
-def build_config(args, block_size):
-    """The config of a fresh model from the model flags (model.config_for checks them)."""
+def step_list(text):
+    """An argparse type: comma-separated positive steps, kept as text (run configs hold primitives)."""
     try:
-        return config_for(args.model_class, args.n_layer, n_unique=args.n_unique, match=args.match,
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated steps like 100,1000; got {text!r}") from None
+    if any(s < 1 for s in steps):
+        raise argparse.ArgumentTypeError(f"steps must be at least 1, got {text!r}")
+    return ",".join(map(str, sorted(set(steps))))
+
+
+def build_config(args, block_size, vocab=None):
+    """The config of a fresh model from the model flags (model.config_for checks them); vocab: a
+    tasks.Vocab whose tokens the embedding and head hold (default: GPT-2's)."""
+    kw = {"vocab": vocab.kind, "tokens": vocab.tokens} if vocab is not None and vocab.kind != "gpt2" else {}
+    try:
+        return config_for(args.model_class, args.n_layer, n_unique=args.n_unique, match=args.match, **kw,
                           block=args.block, pos=args.pos,
                           block_size=block_size, dropout=args.dropout, loss_chunk=args.loss_chunk,
                           rel_bias=args.rel_bias, init=args.init, tie_embeddings=args.tie_embeddings)
@@ -391,6 +407,7 @@ def fit(args, kind, make_job):
     run = Run(args, kind, make_job)
     run.model.train()
     kill_at = fault("KILL_AT_STEP", run.rank)
+    snap_steps = {int(s) for s in (args.snapshot_steps or "").split(",") if s}
     t0, budget_s = time.time() - run.seconds_before, args.max_minutes * 60
     bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
                dynamic_ncols=True)
@@ -411,7 +428,7 @@ def fit(args, kind, make_job):
         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
                         val=f"{metrics['val_loss']:.3f}" if metrics else "-")
         last = run.step_n == args.max_iters or (budget_s and time.time() - t0 >= budget_s)
-        snap = args.snapshot_interval and run.step_n % args.snapshot_interval == 0
+        snap = (args.snapshot_interval and run.step_n % args.snapshot_interval == 0) or run.step_n in snap_steps
         due = run.step_n % args.eval_interval == 0 or last
         if snap or due:
             metrics = run.evaluate(train_loss, lr, time.time() - t0)
