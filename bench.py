@@ -13,6 +13,13 @@ Training against peers at the same shapes, interleaved in one process:
   model (whole logits, then cross-entropy, fp32: nanoGPT's model and loss in nanodepth's code,
   not nanoGPT itself), and transformers' GPT2LMHeadModel (fp32, AdamW) when transformers is installed.
 
+Fine-tuning, the study's recipe on COGS-vf, interleaved in one process:
+    python bench.py --finetune [--depths 1,2,6 --batch_size 128]
+  examples/s of the old path (GPT-2's 50,257-token vocabulary, random padded batches, fp32) and
+  of the new defaults (the task's vocabulary, length-bucketed batches) in each --dtypes, the
+  padding each path's batches carry, and the check that the cut model computes the same loss
+  (the full model's logits restricted to the task's tokens); ends `finetune speedup at depth 2`.
+
 Evaluation decoding, with and without the KV cache, on COGS gen:
     python bench.py --eval --ckpt out-finetune/ckpt.pt --limit 500
 
@@ -38,11 +45,12 @@ def get_args(argv=None):
     a = p.add_argument
     a("--train", action="store_true", help="compare training speed with nanodepth's gpt2 block and whole-logits loss, and transformers' GPT2LMHeadModel")
     a("--eval", action="store_true", help="decoding speed with and without the KV cache on COGS gen")
+    a("--finetune", action="store_true", help="fine-tuning examples/s, the old path against the new defaults")
     a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help="size class")
     a("--depths", default="1,2,4,6", help="depths for the by-depth table")
     a("--n_layer", type=integer(1), default=4, help="depth for --train")
     a("--block", default="paper", choices=BLOCKS, help="paper or gpt2")
-    a("--batch_size", type=integer(1), default=8, help="sequences per training step")
+    a("--batch_size", type=integer(0), default=0, help="sequences per training step (0: 8, --finetune 128)")
     a("--block_size", type=integer(2), default=256, help="context length")
     a("--steps", type=integer(1), default=10, help="timed training steps per measurement (after 3 warm-up steps)")
     a("--rounds", type=integer(0), default=3, help="--train: interleaved rounds; the median is reported "
@@ -303,6 +311,108 @@ def bench_depths(args, device):
     return {"matmul_peak_flops": peaks, "rows": rows}
 
 
+def finetune_paths(args):
+    """COGS-vf's training examples and batches for the old path and the new defaults."""
+    import tasks
+    rows = {s: tasks.read_pairs("cogs_vf", s) for s in ("train", "dev", "test", "gen")}
+    paths = {}
+    for name, kind, how in (("old: gpt2 vocab, random", "gpt2", "random"),
+                            ("new: task vocab, bucketed", "task", "bucketed")):
+        vocab = tasks.Vocab.build(kind, [r for split in rows.values() for r in split])
+        train = tasks.encode_rows(rows["train"], vocab, "cogs_vf train")
+        paths[name] = (vocab, train, tasks.Batches(train, args.batch_size, vocab.eot, how))
+    return paths
+
+
+def finetune_step(cfg, batches, device, dtype):
+    """One step of the study's fine-tuning recipe (Adafactor 1e-2, z-loss 1e-4, clip 1) on batches
+    drawn as the run draws them; a fixed data seed, so every contender sees its own same batches."""
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    opt = make_optimizer(model, device, "adafactor", 1e-2)
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        x, y = batches(gen)
+        with autocast(device, dtype):
+            loss = model(x.to(device), targets=y.to(device), z_loss=1e-4)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def same_loss(old_vocab, new_vocab, train, device):
+    """The cut model is the full one restricted to the task's tokens: the full model's layers, its
+    embedding and head rows of those tokens. Returns |its loss - the full model's cross-entropy over
+    the same logits columns| on one batch (the same examples in either numbering)."""
+    import torch.nn.functional as F
+
+    import tasks
+    torch.manual_seed(0)
+    full = build_model(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True)).eval()
+    cut = build_model(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True,
+                                 vocab="task", tokens=new_vocab.tokens)).eval()
+    state = full.state_dict()
+    keep = torch.tensor(new_vocab.tokens)
+    state["wte.weight"], state["lm_head.weight"] = state["wte.weight"][keep], state["lm_head.weight"][keep]
+    cut.load_state_dict(state)
+    rows = [(e.source, e.target, e.category) for e in train[:64]]
+    x_old, y_old = tasks.train_batch(tasks.encode_rows(rows, old_vocab, "check"), old_vocab.eot)
+    x_new, y_new = tasks.train_batch(tasks.encode_rows(rows, new_vocab, "check"), new_vocab.eot)
+    with torch.no_grad():
+        logits = full(x_old)[..., keep]  # the full model's logits, restricted to the task's tokens
+        ref = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y_new.reshape(-1), ignore_index=-1)
+        return abs(cut(x_new, targets=y_new).item() - ref.item())
+
+
+def padding(batches, n=50):
+    """Share of the positions of n drawn batches that are padding. x holds each sequence but its
+    last token (EOT), so EOT in x is padding alone."""
+    gen = torch.Generator().manual_seed(0)
+    xs = [batches(gen)[0] for _ in range(n)]
+    return sum((x == batches.pad_id).sum().item() for x in xs) / sum(x.numel() for x in xs)
+
+
+def bench_finetune(args, device):
+    paths = finetune_paths(args)
+    old, new = paths.values()
+    need = max(len(e.prompt) + len(e.answer) for _, train, _ in paths.values() for e in train)
+    dtypes = args.dtypes.split(",")
+    check = same_loss(old[0], new[0], new[1], device)
+    contenders = {}
+    for n in args.depth_list:
+        for name, (vocab, _, batches) in paths.items():
+            kw = {"vocab": "task", "tokens": vocab.tokens} if vocab.kind != "gpt2" else {}
+            cfg = config_for(args.model_class, n, block_size=need + 8, tie_embeddings=0, quiet=True, **kw)
+            for dt in (["float32"] if name.startswith("old") else dtypes):
+                contenders[n, f"{name}, {dt}"] = finetune_step(cfg, batches, device, dt)
+    speeds = {k: [] for k in contenders}
+    for _ in range(max(args.rounds, 1)):  # interleaved, so drift in the machine's speed hits all alike
+        for k, step in contenders.items():
+            speeds[k].append(train_steps(step, args.steps, args.batch_size, device))
+    rows = [{"n_layer": n, "path": name, "examples_per_s": statistics.median(speeds[n, name]),
+             "all_rounds": speeds[n, name]} for n, name in contenders]
+    base = {r["n_layer"]: r["examples_per_s"] for r in rows if r["path"].startswith("old")}
+    for r in rows:
+        r["speedup"] = r["examples_per_s"] / base[r["n_layer"]]
+    pads = {name: padding(b) for name, (_, _, b) in paths.items()}
+    print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), AMX: {cpu_has_amx()}; "
+          f"vocabulary {old[0].size:,} -> {new[0].size:,} tokens; padding " +
+          ", ".join(f"{k.split(':')[0]} {100 * v:.0f}%" for k, v in pads.items()))
+    print(f"same loss: |cut model - full model over the task's logits| = {check:.2e} on 64 examples")
+    print(f"{'depth':>5} {'path':<40} {'examples/s':>10} {'speedup':>8}")
+    for r in rows:
+        print(f"{r['n_layer']:>5} {r['path']:<40} {r['examples_per_s']:>10,.1f} {r['speedup']:>7.2f}x")
+    best = {n: max(r["speedup"] for r in rows if r["n_layer"] == n and r["path"].startswith("new"))
+            for n in args.depth_list}
+    if 2 in best:
+        print(f"finetune speedup at depth 2: {best[2]:.2f}x")
+    return {"rows": rows, "padding": pads, "same_loss_abs_diff": check, "speedup": best,
+            "vocab_sizes": {k: v[0].size for k, v in paths.items()}, "amx": cpu_has_amx()}
+
+
 def bench_eval(args, device):
     import random
 
@@ -333,8 +443,8 @@ def bench_eval(args, device):
 
 def main(argv=None):
     args = get_args(argv)
-    if args.train and args.eval:
-        raise UserError("choose one of --train and --eval")
+    if args.train + args.eval + args.finetune > 1:
+        raise UserError("choose one of --train, --eval and --finetune")
     try:  # every depth and the class checked before anything is measured
         args.depth_list = parse_int_list(args.depths, "--depths")
         for n in args.depth_list + [args.n_layer]:
@@ -345,8 +455,10 @@ def main(argv=None):
     if device == "cpu":
         keep_freed_memory()  # as train.py does
     torch.manual_seed(0)
-    mode = "train" if args.train else "eval" if args.eval else "depths"
-    result = {"train": bench_train, "eval": bench_eval, "depths": bench_depths}[mode](args, device)
+    mode = "train" if args.train else "eval" if args.eval else "finetune" if args.finetune else "depths"
+    args.batch_size = args.batch_size or (128 if mode == "finetune" else 8)
+    run = {"train": bench_train, "eval": bench_eval, "finetune": bench_finetune, "depths": bench_depths}[mode]
+    result = run(args, device)
     result.update(config=vars(args), device=device, threads=torch.get_num_threads(), torch=torch.__version__,
                   code_version=code_version(), seed=0)
     if device.startswith("cuda"):

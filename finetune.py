@@ -80,7 +80,8 @@ def make_job(args, rank, world, resumed_cfg=None):
     dev = random.Random(0).sample(dev, min(args.eval_examples, len(dev)))  # the same subset every eval
     # DDP: each process draws from its own part of the examples
     batches = tasks.Batches(every["train"][rank::world], args.batch_size, vocab.eot, args.batching)
-    dev_batches = [tasks.train_batch(dev[s:s + args.batch_size], vocab.eot) for s in range(0, len(dev), args.batch_size)]
+    dev_batches = [tasks.train_batch(dev[s:s + args.batch_size], vocab.eot)
+                   for s in range(0, len(dev), args.batch_size)]
 
     def batch(gen, rank, world):
         return batches(gen)
@@ -90,7 +91,7 @@ def make_job(args, rank, world, resumed_cfg=None):
         em = sum(tasks.is_exact_match(p, e) for p, e in zip(preds, dev)) / len(dev)
         return {"val_loss": mean_loss(model, dev_batches), f"{dev_split or 'train'}_exact_match": em}
 
-    data = {"task": task.name, **vocab.describe(every["train"]),
+    data = {"task": task.name, "train_examples": len(every["train"]), **vocab.describe(every["train"]),
             **{f"{s}_sha256": tasks.split_sha256(task, s, args.data_dir or None) for s in task.splits}}
     if pretrained is not None:
         data["init_from"] = {"path": str(resolve(args.init_from)), "step": ck.get("step"),

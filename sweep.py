@@ -455,10 +455,35 @@ def summarize(rows, args, root, skipped=()):
             rs = [r for r in main if r["n_layer"] == d and r["task"] == t]
             lines.append(f"| {d} | {fmt(mean_ci([100 * r['lexical_acc'] for r in rs]))} | "
                          f"{fmt(mean_ci([100 * r['structural_acc'] for r in rs]))} |")
+    lines += paired_differences(main, args, depths)
     lines += control_tables(rows, main, args)
     lines += looped_table(rows, args, depths)
     (root / "summary.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def paired_differences(main, args, depths):
+    """Each depth minus the shallowest, seed by seed (the same seed's data order on both sides):
+    the interval says whether a depth difference is established, which unpaired intervals blur."""
+    if len(depths) < 2:
+        return []
+    ref = depths[0]
+    lines = ["", f"Paired differences against depth {ref}, per seed (percentage points; mean ± 95% CI over "
+             "the seeds both depths finished):", "",
+             "| task | depth | seeds | gen difference | test difference | per seed (gen) |",
+             "|---|---|---|---|---|---|"]
+    for t in args.task_list:
+        base = {r["seed"]: r for r in main if r["n_layer"] == ref and r["task"] == t}
+        for d in depths[1:]:
+            pairs = [(base[r["seed"]], r) for r in main if r["n_layer"] == d and r["task"] == t and r["seed"] in base]
+            if not pairs:
+                continue
+            gen = [100 * (deep["gen_acc"] - shallow["gen_acc"]) for shallow, deep in pairs]
+            test = [100 * (deep["id_acc"] - shallow["id_acc"]) for shallow, deep in pairs
+                    if deep["id_acc"] != "" and shallow["id_acc"] != ""]
+            lines.append(f"| {t} | {d} − {ref} | {len(pairs)} | {fmt(mean_ci(gen))} | {fmt(mean_ci(test))} | "
+                         + ", ".join(f"{g:+.1f}" for g in gen) + " |")
+    return lines
 
 
 def control_tables(rows, main, args):

@@ -180,13 +180,16 @@ class Vocab:
             seqs = gpt2_encoder().encode_ordinary_batch([with_space(t) for t in texts])
             if self.kind == "gpt2":
                 return seqs
-        try:
-            return [[self.index[t] for t in seq] for seq in seqs]
-        except KeyError as e:
-            shown = repr(e.args[0]) if self.kind == "word" else repr(gpt2_encoder().decode([e.args[0]]))
-            raise UserError(f"{where} has the token {shown}, which the model's {self.kind} vocabulary of "
-                            f"{self.size} tokens lacks: that vocabulary holds only the tokens of the data "
-                            "it was built for; train a model for this data") from None
+        out = []
+        for text, seq in zip(texts, seqs):
+            try:
+                out.append([self.index[t] for t in seq])
+            except KeyError as e:
+                shown = repr(e.args[0]) if self.kind == "word" else repr(gpt2_encoder().decode([e.args[0]]))
+                raise UserError(f"{where}: {text!r} has the token {shown}, which the model's {self.kind} vocabulary "
+                                f"of {self.size} tokens lacks (it holds the tokens of the data it was built "
+                                "for); train a model for this data") from None
+        return out
 
     def decode(self, ids):
         if self.kind == "word":

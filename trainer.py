@@ -34,8 +34,8 @@ from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GP
 
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "snapshot_steps", "out_dir", "data_dir", "device",
-                     "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "snapshot_steps", "out_dir", "data_dir",
+                     "device", "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
 
 
 # --- flags ------------------------------------------------------------------------------------------

@@ -117,3 +117,15 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no finished cells"):
         sweep.main(["--name", "empty", "--depths", "1", "--seeds", "0", "--tasks", "geoquery", "--collect"])
     assert not (tmp_path / "results" / "empty").exists()
+
+
+def test_paired_differences_pair_by_seed():
+    import types
+
+    import sweep
+    rows = [{"n_layer": d, "seed": s, "task": "cogs_vf", "gen_acc": g, "id_acc": 0.9}
+            for d, s, g in ((1, 0, 0.10), (2, 0, 0.30), (1, 1, 0.50), (2, 1, 0.70), (2, 2, 0.99))]
+    lines = sweep.paired_differences(rows, types.SimpleNamespace(task_list=["cogs_vf"]), [1, 2])
+    row = next(line for line in lines if line.startswith("| cogs_vf | 2"))
+    # seeds 0 and 1 differ by +20 each (unpaired means 40 vs 66 would say nothing); seed 2 has no depth 1
+    assert "| 2 | 20.0 ± 0.0 | 0.0 ± 0.0 | +20.0, +20.0 |" in row

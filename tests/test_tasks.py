@@ -178,7 +178,7 @@ def test_cached_and_cache_free_decoding_agree_on_a_trained_model(prepared, tmp_p
                    "--learning_rate", "3e-3", "--warmup_iters", "5", "--out_dir", str(out), "--quiet"])
     from checkpoint import load_model
     model, _ = load_model(out / "ckpt.pt")
-    dev = tasks.read_split("cogs", "dev", prepared["cogs"])[:24]
+    dev = tasks.read_split("cogs", "dev", prepared["cogs"], tasks.Vocab.of(model.config))[:24]
     fast = tasks.decode_examples(model, dev, batch_size=8)
     slow = tasks.decode_examples(model, dev, batch_size=8, use_cache=False)
     assert fast == slow
