@@ -16,7 +16,7 @@ Training against peers at the same shapes, interleaved in one process:
 Fine-tuning, the study's recipe on COGS-vf, interleaved in one process:
     python bench.py --finetune [--depths 1,2,6 --batch_size 128]
   examples/s of the old path (GPT-2's 50,257-token vocabulary, random padded batches, fp32) and
-  of the new defaults (the task's vocabulary, length-bucketed batches) in each --dtypes, the
+  of the new ones (the task's vocabulary, length-bucketed or packed batches) in each --dtypes, the
   padding each path's batches carry, and the check that the cut model computes the same loss
   (the full model's logits restricted to the task's tokens); ends `finetune speedup at depth 2`.
 
@@ -317,7 +317,8 @@ def finetune_paths(args):
     rows = {s: tasks.read_pairs("cogs_vf", s) for s in ("train", "dev", "test", "gen")}
     paths = {}
     for name, kind, how in (("old: gpt2 vocab, random", "gpt2", "random"),
-                            ("new: task vocab, bucketed", "task", "bucketed")):
+                            ("new: task vocab, bucketed", "task", "bucketed"),
+                            ("new: task vocab, packed", "task", "packed")):
         vocab = tasks.Vocab.build(kind, [r for split in rows.values() for r in split])
         train = tasks.encode_rows(rows["train"], vocab, "cogs_vf train")
         paths[name] = (vocab, train, tasks.Batches(train, args.batch_size, vocab.eot, how))
@@ -333,9 +334,9 @@ def finetune_step(cfg, batches, device, dtype):
     gen = torch.Generator().manual_seed(0)
 
     def step():
-        x, y = batches(gen)
+        x, y, *packed = (t.to(device) for t in batches(gen))
         with autocast(device, dtype):
-            loss = model(x.to(device), targets=y.to(device), z_loss=1e-4)
+            loss = model(x, targets=y, z_loss=1e-4, segments=packed[0] if packed else None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -377,7 +378,7 @@ def padding(batches, n=50):
 
 def bench_finetune(args, device):
     paths = finetune_paths(args)
-    old, new = paths.values()
+    old, new = list(paths.values())[:2]
     need = max(len(e.prompt) + len(e.answer) for _, train, _ in paths.values() for e in train)
     dtypes = args.dtypes.split(",")
     check = same_loss(old[0], new[0], new[1], device)

@@ -30,8 +30,9 @@ def get_args(argv=None):
     a("--vocab", default="", choices=("",) + tasks.VOCABS, help="from scratch: task (GPT-2's BPE cut to the "
       "task's tokens, the default), word (one token per word) or gpt2 (all 50,257); --init_from: the "
       "checkpoint's own")
-    a("--batching", default="bucketed", choices=tasks.BATCHINGS, help="bucketed (examples of similar length "
-      "batched together: little padding) or random (any examples, padded to the longest)")
+    a("--batching", default="packed", choices=tasks.BATCHINGS, help="packed (any examples, laid end to end in "
+      "rows with a block-diagonal mask: random batches, little padding), random (padded to the longest) or "
+      "bucketed (examples of similar length together: little padding, but less learned per step)")
     add_model_flags(p)
     # T5X's fine-tuning recipe: Adafactor at a constant 1e-3 (its relative step), dropout 0.1
     add_training_flags(p, max_iters=10000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=0,
@@ -74,6 +75,9 @@ def make_job(args, rank, world, resumed_cfg=None):
     cfg = stretch_context(cfg, need)
     for split, ex in every.items():
         tasks.check_fits(ex, cfg.block_size, cfg.vocab_size, f"{task.name} {split}")
+    if args.batching == "packed" and cfg.pos != "t5":
+        raise UserError(f"--batching packed needs T5 relative positions; this model's are {cfg.pos}: "
+                        "use --batching bucketed or random")
 
     dev_split = task.dev_split or task.id_split
     dev = every[dev_split or "train"]

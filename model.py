@@ -330,7 +330,7 @@ class GPT(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def _attention_inputs(self, T, past, valid, device):
+    def _attention_inputs(self, T, past, valid, device, segments=None):
         """Additive attention mask (with the T5 bias) and rotary angles for query positions
         past..past+T-1 against keys 0..past+T-1. `valid` (B, past+T) marks real tokens; padding
         is on the left, so for real tokens index differences are true distances."""
@@ -347,9 +347,11 @@ class GPT(nn.Module):
             ang = pos.float()[:, None, :, None] * inv  # (B|1, 1, T, hd/2)
             rot = (ang.cos(), ang.sin())
         mask, buckets = None, None
-        if cfg.pos == "t5" or valid is not None or past > 0:
+        if cfg.pos == "t5" or valid is not None or past > 0 or segments is not None:
             causal = k_idx[None, :] <= q_idx[:, None]
             allowed = causal[None, None]  # (1, 1, T, K)
+            if segments is not None:  # packed examples: block-diagonal, each sees itself only
+                allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
             if valid is not None:  # padding keys are hidden; the diagonal stays so no row is empty
                 allowed = allowed & (valid[:, None, None, :] | (k_idx[None, :] == q_idx[:, None]))
             mask = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
@@ -359,17 +361,20 @@ class GPT(nn.Module):
                     mask, buckets = add_rel_bias(mask, self.rel_bias, buckets), None
         return mask, rot, pos, buckets
 
-    def forward(self, idx, targets=None, valid=None, cache=None, z_loss=0.0):
+    def forward(self, idx, targets=None, valid=None, cache=None, z_loss=0.0, segments=None):
         """idx (B, T) token ids. targets (B, T): the loss is returned, mean over targets != -1.
         valid (B, T_past + T) bool: which tokens are real (left padding), for batched decoding.
         cache: a list of [k, v] lists, one per block application, filled and extended in place.
         z_loss: weight of T5X's auxiliary loss log(Z)^2, which keeps the softmax normalizer near 1.
+        segments (B, T): packed examples (tasks.packed_batch), attention kept within each.
         Without targets, the logits (B, T, vocab) are returned."""
         B, T = idx.shape
+        if segments is not None and self.config.pos != "t5":
+            raise ValueError("packed examples need T5 relative positions (absolute ones would run across examples)")
         past = cache[0][0].size(2) if cache and cache[0] else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
-        mask, rot, pos, buckets = self._attention_inputs(T, past, valid, idx.device)
+        mask, rot, pos, buckets = self._attention_inputs(T, past, valid, idx.device, segments)
         x = self.wte(idx)
         if self.config.pos == "learned":
             x = x + self.wpe(pos)

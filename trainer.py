@@ -299,12 +299,14 @@ class Run:
             g["lr"] = lr
         loss_sum = 0.0
         for micro in range(accum):
-            x, y = self.job.batch(self.gen, self.rank, self.world)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            # (x, y), or (x, y, segments) for packed examples
+            batch = self.job.batch(self.gen, self.rank, self.world)
+            x, y, *packed = (t.to(self.device, non_blocking=True) for t in batch)
+            extra = {"segments": packed[0]} if packed else {}
             sync = not self.ddp or micro == accum - 1
             ctx = nullcontext() if sync else self.train_model.no_sync()  # all-reduce once per step
             with ctx, autocast(self.device, self.dtype):
-                loss = self.train_model(x, targets=y, z_loss=args.z_loss) / accum
+                loss = self.train_model(x, targets=y, z_loss=args.z_loss, **extra) / accum
             if self.step_n + 1 == fault("NAN_AT_STEP", self.rank):
                 loss = loss * float("nan")
             loss.backward()
