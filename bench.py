@@ -401,7 +401,7 @@ def bench_finetune(args, device):
     pads = {name: padding(b) for name, (_, _, b) in paths.items()}
     print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), AMX: {cpu_has_amx()}; "
           f"vocabulary {old[0].size:,} -> {new[0].size:,} tokens; padding " +
-          ", ".join(f"{k.split(':')[0]} {100 * v:.0f}%" for k, v in pads.items()))
+          ", ".join(f"{k.split(', ')[-1]} {100 * v:.0f}%" for k, v in pads.items()))
     print(f"same loss: |cut model - full model over the task's logits| = {check:.2e} on 64 examples")
     print(f"{'depth':>5} {'path':<40} {'examples/s':>10} {'speedup':>8}")
     for r in rows:
