@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from common import (Parser, UserError, autocast, code_version, cpu_has_amx, integer, keep_freed_memory, main_guard,
+from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
                     pick_device)
 from fused_loss import build_model
 from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params, parse_int_list
@@ -206,7 +206,7 @@ def bench_train(args, device):
                      "mfu_against": dt, "peak_mem_mb": mem[k], "all_rounds": speeds[k]})
     base = [r for r in rows if r["model"].startswith(("transformers", "gpt2 block"))]
     print(f"matmul peak: " + ", ".join(f"{dt} {p / 1e9:.0f} GFLOP/s" for dt, p in peaks.items())
-          + f" (AMX: {cpu_has_amx()})")
+          + f" (CPU bf16: {cpu_bf16() or 'none'})")
     print(f"{'model':<40} {'d_ff':>5} {'tokens/s':>9} {'MFU':>6} {'peak MB':>8}" +
           "".join(f" {'x ' + b['model'].split()[0]:>14}" for b in base))
     for r in rows:
@@ -399,7 +399,7 @@ def bench_finetune(args, device):
     for r in rows:
         r["speedup"] = r["examples_per_s"] / base[r["n_layer"]]
     pads = {name: padding(b) for name, (_, _, b) in paths.items()}
-    print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), AMX: {cpu_has_amx()}; "
+    print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), CPU bf16: {cpu_bf16() or 'none'}; "
           f"vocabulary {old[0].size:,} -> {new[0].size:,} tokens; padding " +
           ", ".join(f"{k.split(', ')[-1]} {100 * v:.0f}%" for k, v in pads.items()))
     print(f"same loss: |cut model - full model over the task's logits| = {check:.2e} on 64 examples")
@@ -411,7 +411,7 @@ def bench_finetune(args, device):
     if 2 in best:
         print(f"finetune speedup at depth 2: {best[2]:.2f}x")
     return {"rows": rows, "padding": pads, "same_loss_abs_diff": check, "speedup": best,
-            "vocab_sizes": {k: v[0].size for k, v in paths.items()}, "amx": cpu_has_amx()}
+            "vocab_sizes": {k: v[0].size for k, v in paths.items()}, "cpu_bf16": cpu_bf16()}
 
 
 def bench_eval(args, device):

@@ -74,7 +74,7 @@ def add_training_flags(p, **defaults):
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA and on AMX CPUs, else fp32), float32, bfloat16")
+    a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16, else fp32), float32, bfloat16")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--quiet", action="store_true", help="no progress bar")
 
@@ -116,7 +116,7 @@ def step_list(text):
 def build_config(args, block_size, vocab=None):
     """The config of a fresh model from the model flags (model.config_for checks them); vocab: a
     tasks.Vocab whose tokens the embedding and head hold (default: GPT-2's)."""
-    kw = {"vocab": vocab.kind, "tokens": vocab.tokens} if vocab is not None and vocab.kind != "gpt2" else {}
+    kw = {} if vocab is None else {"vocab": vocab.kind, "tokens": vocab.tokens, "vocab_size": vocab.size}
     try:
         return config_for(args.model_class, args.n_layer, n_unique=args.n_unique, match=args.match, **kw,
                           block=args.block, pos=args.pos,
