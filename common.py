@@ -243,6 +243,39 @@ def gpt2_encoder():
     return _ENCODER
 
 
+_PREFIX = {}
+
+
+def gpt2_prefix(vocab_size):
+    """GPT-2's BPE kept to its first vocab_size - 1 merge ranks, plus EOT as id vocab_size - 1: a
+    smaller byte-level BPE (no unknown tokens, the same leading-space words) whose ids below EOT are
+    GPT-2's own. Returns, for each GPT-2 id, its ids in the smaller BPE. BPE merges the lowest-ranked
+    pair first, so encoding with the first N ranks stops where the full encoding passes rank N: each
+    GPT-2 token's bytes, merged alone with those ranks, give exactly its part of the smaller BPE's
+    encoding, and a text's GPT-2 ids map to its ids in the smaller BPE token by token (a test
+    checks this against tiktoken's own encoder of those ranks)."""
+    enc = gpt2_encoder()
+    if not 257 <= vocab_size <= enc.n_vocab:
+        raise UserError(f"vocab_size {vocab_size}: a prefix of GPT-2's BPE holds 257 (the 256 bytes and EOT) "
+                        f"to {enc.n_vocab} tokens")
+    if vocab_size not in _PREFIX:
+        ranks = {enc.decode_single_token_bytes(i): i for i in range(vocab_size - 1)}
+        table = [_merge(enc.decode_single_token_bytes(i), ranks) for i in range(enc.n_vocab - 1)]
+        _PREFIX[vocab_size] = table + [[vocab_size - 1]]  # EOT
+    return _PREFIX[vocab_size]
+
+
+def _merge(piece, ranks):
+    """Byte-pair encoding of one piece: merge the adjacent pair of lowest rank until none is ranked."""
+    parts = [piece[i:i + 1] for i in range(len(piece))]
+    while len(parts) > 1:
+        i = min(range(len(parts) - 1), key=lambda j: ranks.get(parts[j] + parts[j + 1], math.inf))
+        if parts[i] + parts[i + 1] not in ranks:
+            break
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return [ranks[p] for p in parts]
+
+
 # --- atomic writes: a crash never leaves a half-written file under the real name ---------------
 
 def write_atomic(path, data):

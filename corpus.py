@@ -5,12 +5,14 @@ and the mean loss over a set of batches (pretraining windows or masked fine-tuni
 """
 import importlib.util
 import json
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import ROOT, UserError
+from common import ROOT, UserError, gpt2_encoder, gpt2_prefix
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
 
@@ -31,8 +33,9 @@ def prepare_on_first_use(folder, out_dir):
 
 # --- pretraining corpora ---------------------------------------------------------------------------
 
-def load_corpus(dataset, data_dir="", block_size=1):
-    """train and val token memmaps (uint16) and meta.json of a prepared corpus."""
+def load_corpus(dataset, data_dir="", block_size=1, vocab_size=0):
+    """train and val token memmaps (uint16) and meta.json of a prepared corpus; with a vocab_size
+    below GPT-2's, in that prefix of GPT-2's BPE (converted once, kept beside the GPT-2 files)."""
     data_dir = Path(data_dir) if data_dir else ROOT / "data" / dataset
     if data_dir.is_file():
         raise UserError(f"--data_dir {data_dir} is a file; give the folder holding train.bin and val.bin")
@@ -43,12 +46,45 @@ def load_corpus(dataset, data_dir="", block_size=1):
                             f"data/text/prepare.py --name {dataset} --train FILE --val FILE")
         prepare_on_first_use(dataset, data_dir)
     meta = json.loads((data_dir / "meta.json").read_text()) if (data_dir / "meta.json").is_file() else {}
-    train = np.memmap(data_dir / "train.bin", dtype=np.uint16, mode="r")
-    val = np.memmap(data_dir / "val.bin", dtype=np.uint16, mode="r")
+    train, val = (in_prefix(data_dir / f"{split}.bin", vocab_size) for split in ("train", "val"))
     for split, arr in (("train", train), ("val", val)):
         if len(arr) <= block_size + 1:
             raise UserError(f"{data_dir}/{split}.bin has {len(arr)} tokens, fewer than --block_size + 2")
     return train, val, meta
+
+
+def in_prefix(path, vocab_size):
+    """A .bin of GPT-2 ids as a memmap, in the prefix of GPT-2's BPE of vocab_size tokens (0: as it
+    is). Each GPT-2 id becomes its pieces (common.gpt2_prefix), so no text is tokenized again."""
+    if not vocab_size or vocab_size == gpt2_encoder().n_vocab:
+        return np.memmap(path, dtype=np.uint16, mode="r")
+    out = path.with_name(f"{path.stem}.v{vocab_size}.bin")
+    if not out.is_file():
+        table = gpt2_prefix(vocab_size)
+        lengths = np.array([len(t) for t in table])
+        flat = np.array([j for t in table for j in t], dtype=np.uint16)
+        starts = np.cumsum(lengths) - lengths
+        ids = np.memmap(path, dtype=np.uint16, mode="r")
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            for lo in range(0, len(ids), 1 << 22):
+                chunk = ids[lo:lo + (1 << 22)].astype(np.int64)
+                n = lengths[chunk]  # pieces per GPT-2 token; each token's pieces sit at starts[token]
+                offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+                flat[np.repeat(starts[chunk], n) + offset].tofile(f)
+        os.replace(tmp, out)
+    return np.memmap(out, dtype=np.uint16, mode="r")
+
+
+def bits_per_byte(loss, batches, vocab_size):
+    """Bits per byte of text from a mean loss in nats per target token over these (x, y) batches:
+    comparable across vocabularies, as per-token perplexity is not. EOT counts no bytes (every
+    vocabulary predicts the same EOTs)."""
+    enc = gpt2_encoder()
+    vocab_size = vocab_size or enc.n_vocab
+    nbytes = np.array([len(enc.decode_single_token_bytes(i)) for i in range(vocab_size - 1)] + [0])
+    targets = np.concatenate([y[y != -1].numpy() for _, y in batches])
+    return float(loss * len(targets) / (math.log(2) * nbytes[targets].sum()))
 
 
 def get_batch(data, batch_size, block_size, gen, rank=0, world=1):

@@ -27,7 +27,7 @@ import tasks
 from checkpoint import load_checkpoint, load_model, model_from, resolve
 from common import (DTYPES, Parser, UserError, autocast, code_version, folder_to_write, integer, main_guard,
                     pick_device, pick_dtype, write_atomic)
-from corpus import eval_windows, load_corpus, mean_loss
+from corpus import bits_per_byte, eval_windows, load_corpus, mean_loss
 from model import GPTConfig
 
 
@@ -58,15 +58,17 @@ def provenance(ck, ckpt_path):
 
 
 def perplexity(model, dataset, data_dir, block_size, device, dtype):
-    """Loss and perplexity over the whole validation split, in non-overlapping windows."""
+    """Loss, perplexity and bits per byte over the whole validation split, in non-overlapping
+    windows, in the model's own vocabulary."""
     block_size = block_size or min(model.config.block_size, 1024)
-    _, val, meta = load_corpus(dataset, data_dir, block_size)
+    _, val, meta = load_corpus(dataset, data_dir, block_size, model.config.vocab_size)
     batches = eval_windows(val, block_size, (len(val) - 1) // block_size, 16)
     with torch.no_grad(), autocast(device, dtype):
         loss = mean_loss(model, batches)
     return {"dataset": dataset, "val_sha256": meta.get("val_sha256"),
             "tokens": sum(int(x.numel()) for x, _ in batches), "block_size": block_size,
-            "val_loss": loss, "perplexity": math.exp(loss)}
+            "vocab_size": model.config.vocab_size, "val_loss": loss, "perplexity": math.exp(loss),
+            "bits_per_byte": bits_per_byte(loss, batches, model.config.vocab_size)}
 
 
 def score_split(model, task, split, examples, args):
@@ -115,8 +117,8 @@ def main(argv=None):
         report = provenance(ck, ckpt_path)
         report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype)
         p = report["perplexity"]
-        print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f} "
-              f"over {p['tokens']:,} tokens")
+        print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f}, "
+              f"{p['bits_per_byte']:.4f} bits per byte over {p['tokens']:,} tokens")
         name = f"ppl_{args.dataset}"
     else:
         task = tasks.get_task(args.task)

@@ -31,7 +31,7 @@ def main(argv=None):
     model, _ = load_model(a.ckpt or a.out_dir, device)
     vocab = Vocab.of(model.config)  # a task model's own tokens; GPT-2's for a pretrained one
     if vocab.kind == "gpt2":
-        ids = gpt2_encoder().encode(a.prompt, allowed_special={"<|endoftext|>"}) or [vocab.eot]
+        ids = vocab.from_gpt2(gpt2_encoder().encode(a.prompt, allowed_special={"<|endoftext|>"})) or [vocab.eot]
     else:  # a fine-tuning prompt: the source, then SEP, as the task presents it
         ids = vocab.encode_texts([a.prompt], "--prompt")[0] + [vocab.sep]
     if len(ids) >= model.config.block_size:

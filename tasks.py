@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, sha256_file
+from common import ROOT, UserError, gpt2_encoder, gpt2_prefix, sha256_file
 from corpus import prepare_on_first_use
 
 SEP = "\n"  # one GPT-2 token between source and target
@@ -131,7 +131,9 @@ WORD_SPECIALS = ("<eot>", "<sep>")  # the word vocabulary's own EOT and SEP
 
 class Vocab:
     """What a model's token ids stand for, stored in its config (GPTConfig.vocab and .tokens).
-    gpt2: GPT-2's BPE ids as they are, 50,257 rows (pretrained models).
+    gpt2: GPT-2's BPE ids as they are, 50,257 rows (pretrained models); with a smaller size, GPT-2's
+          BPE kept to its first size - 1 merge ranks plus EOT (common.gpt2_prefix): a vocabulary
+          sized to a small class, ids below EOT still GPT-2's own.
     task: GPT-2's BPE, cut to the ids that occur in the task's splits and renumbered 0..n-1: the
           embedding and output head hold n rows (COGS-vf: 895) instead of 50,257, which were most
           of a tiny model's FLOPs; the layers and the class's parameter matching are untouched.
@@ -140,13 +142,15 @@ class Vocab:
     task and word are built over every split, as the anchors built theirs; a token that occurs only
     outside training keeps its random input embedding (no gradient reaches it)."""
 
-    def __init__(self, kind="gpt2", tokens=()):
+    def __init__(self, kind="gpt2", tokens=(), size=0):
         if kind not in VOCABS:
             raise UserError(f"unknown vocabulary {kind!r}; choose one of {', '.join(VOCABS)}")
         enc = gpt2_encoder()
         self.kind, self.tokens = kind, list(tokens)
         if kind == "gpt2":
-            self.size, self.eot, self.sep = enc.n_vocab, enc.eot_token, GPT2_SEP
+            self.size = size or enc.n_vocab
+            self.eot, self.sep = self.size - 1, GPT2_SEP  # EOT is the last id, in GPT-2 and in its prefixes
+            self.prefix = gpt2_prefix(self.size) if self.size < enc.n_vocab else None
             return
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.size = len(self.tokens)
@@ -158,7 +162,7 @@ class Vocab:
     @classmethod
     def of(cls, cfg):
         """The vocabulary of a model config."""
-        return cls(cfg.vocab, cfg.tokens)
+        return cls(cfg.vocab, cfg.tokens, cfg.vocab_size)
 
     @classmethod
     def build(cls, kind, rows):
@@ -179,7 +183,7 @@ class Vocab:
         else:
             seqs = gpt2_encoder().encode_ordinary_batch([with_space(t) for t in texts])
             if self.kind == "gpt2":
-                return seqs
+                return [self.from_gpt2(s) for s in seqs]
         out = []
         for text, seq in zip(texts, seqs):
             try:
@@ -191,10 +195,17 @@ class Vocab:
                                 "for); train a model for this data") from None
         return out
 
+    def from_gpt2(self, ids):
+        """GPT-2 ids in this (gpt2-kind) vocabulary: themselves, or their pieces in a prefix."""
+        return ids if self.prefix is None else [j for i in ids for j in self.prefix[i]]
+
     def decode(self, ids):
         if self.kind == "word":
             return " ".join(self.tokens[i] for i in ids)
-        return gpt2_encoder().decode(ids if self.kind == "gpt2" else [self.tokens[i] for i in ids])
+        if self.kind == "task":
+            return gpt2_encoder().decode([self.tokens[i] for i in ids])
+        eot = gpt2_encoder().eot_token
+        return gpt2_encoder().decode([eot if i == self.eot else i for i in ids])
 
     def describe(self, train):
         """Size, and how many tokens occur only outside the training examples, for result files."""

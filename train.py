@@ -12,7 +12,9 @@ and out_dir/summary.json.
 import argparse
 
 from common import Parser, integer, main_guard, parse_with_recipe
-from corpus import PREPARABLE, eval_windows, get_batch, load_corpus, mean_loss
+from corpus import PREPARABLE, bits_per_byte, eval_windows, get_batch, load_corpus, mean_loss
+from model import GPT2_VOCAB
+from tasks import Vocab
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
 
@@ -24,6 +26,8 @@ def get_args(argv=None):
       "or a name prepared with data/text/prepare.py")
     a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
     a("--block_size", type=integer(2), default=256, help="context length in tokens")
+    a("--vocab_size", type=integer(257, GPT2_VOCAB), default=GPT2_VOCAB, help="GPT-2's BPE kept to its first "
+      "vocab_size - 1 merge ranks, plus EOT (50257: all of it); the corpus is converted once")
     a("--eval_iters", type=integer(1), default=20, help="validation batches per eval (fixed windows)")
     add_training_flags(p)
     return parse_with_recipe(p, argv, "pretrain")
@@ -31,14 +35,19 @@ def get_args(argv=None):
 
 def make_job(args, rank, world, resumed_cfg):
     """Pretraining: random windows of the corpus; validation loss on fixed windows."""
-    config = None if resumed_cfg else build_config(args, args.block_size)  # bad model flags fail first
-    train, val, meta = load_corpus(args.dataset, args.data_dir, args.block_size)
+    vocab = Vocab("gpt2", size=resumed_cfg.vocab_size if resumed_cfg else args.vocab_size)
+    config = None if resumed_cfg else build_config(args, args.block_size, vocab)  # bad model flags fail first
+    train, val, meta = load_corpus(args.dataset, args.data_dir, args.block_size, vocab.size)
     val_batches = eval_windows(val, args.block_size, args.eval_iters * args.batch_size, args.batch_size)
+
+    def evaluate(model):
+        loss = mean_loss(model, val_batches)
+        return {"val_loss": loss, "val_bpb": bits_per_byte(loss, val_batches, vocab.size)}
     return Job(config=config,
                batch=lambda gen, rank, world: get_batch(train, args.batch_size, args.block_size, gen, rank, world),
-               evaluate=lambda model: {"val_loss": mean_loss(model, val_batches)},
+               evaluate=evaluate,
                data={"name": args.dataset, "train_sha256": meta.get("train_sha256"),
-                     "val_sha256": meta.get("val_sha256")},
+                     "val_sha256": meta.get("val_sha256"), "vocab_size": vocab.size},
                describe=f"{args.model_class} ")
 
 

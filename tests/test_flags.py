@@ -49,6 +49,8 @@ CASES = [
     ("train", ["--warmup_iters", "-5"], "argument --warmup_iters: must be >= 0"),
     ("train", ["--eval_interval", "0"], "argument --eval_interval: must be >= 1"),
     ("train", ["--block_size", "1"], "argument --block_size: must be >= 2"),
+    ("train", ["--vocab_size", "256"], "argument --vocab_size: must be >= 257 and <= 50257"),
+    ("train", ["--vocab_size", "50258"], "argument --vocab_size: must be >= 257 and <= 50257"),
     ("train", ["--seed", "-1"], "argument --seed: must be >= 0"),
     ("train", ["--dropout", "1.5"], "argument --dropout: must be >= 0 and <= 0.99"),
     ("train", ["--beta2", "1"], "argument --beta2"),
