@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -187,16 +188,38 @@ def cpu_bf16():
     return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else ""
 
 
+_BF16_FASTER = None
+
+
+def bf16_matmul_faster(n=1024, reps=3):
+    """Whether this CPU multiplies n x n matrices at least 1.2x faster in bf16 than in fp32 (about
+    half a second, once per process)."""
+    global _BF16_FASTER
+    if _BF16_FASTER is None:
+        seconds = {}
+        for dt in (torch.float32, torch.bfloat16):
+            a = torch.randn(n, n, dtype=dt)
+            a @ a  # warm-up
+            t = time.perf_counter()
+            for _ in range(reps):
+                a @ a
+            seconds[dt] = time.perf_counter() - t
+        _BF16_FASTER = seconds[torch.float32] > 1.2 * seconds[torch.bfloat16]
+    return _BF16_FASTER
+
+
 def pick_dtype(name, device):
-    """'auto': bf16 where the hardware multiplies bf16 faster than fp32 (CUDA with bf16; CPUs with
-    AMX or AVX512-BF16), fp32 elsewhere. Measured on a 2-core AMD EPYC with AVX512-BF16 and no
-    AMX, one thread: bf16 matmuls 2.3x fp32's FLOP/s, COGS-vf fine-tuning 1.4x fp32's examples/s at
-    the dev loss fp32 reaches; on one with AVX2 only, bf16 fine-tuning ran 9x slower than fp32."""
+    """'auto': bf16 where the hardware multiplies bf16 faster than fp32, fp32 elsewhere: CUDA with
+    bf16, and CPUs with AMX, take bf16; CPUs without bf16 instructions keep fp32 (an AVX2 EPYC ran
+    bf16 fine-tuning 9x slower). CPUs with AVX512-BF16 but no AMX went both ways (a Xeon's bf16
+    matmuls ran at about half its fp32 FLOP/s, an EPYC's at 2.3x, where bf16 fine-tuning ran 1.5x
+    faster), so there a quick matmul decides."""
     if name == "auto":
         dev = device.split(":")[0]
         if dev == "cuda" and torch.cuda.is_bf16_supported():
             return "bfloat16"
-        return "bfloat16" if dev == "cpu" and cpu_bf16() else "float32"
+        kind = cpu_bf16() if dev == "cpu" else ""
+        return "bfloat16" if kind == "amx" or (kind and bf16_matmul_faster()) else "float32"
     if name not in DTYPES:
         raise UserError(f"unknown dtype {name!r}; choose {', '.join(DTYPES)}")
     return name

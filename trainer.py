@@ -74,7 +74,8 @@ def add_training_flags(p, **defaults):
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16, else fp32), float32, bfloat16")
+    a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA, on AMX CPUs, and on AVX512-BF16 "
+      "CPUs where a quick matmul finds it faster; else fp32), float32, bfloat16")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--quiet", action="store_true", help="no progress bar")
 

@@ -143,3 +143,13 @@ def test_output_piped_into_head_ends_quietly():
     p.stdout.close()  # as `head` does after its lines
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 1 and err == "", err
+
+
+@pytest.mark.parametrize("kind,faster,want", [("", True, "float32"), ("amx", False, "bfloat16"),
+                                              ("avx512_bf16", False, "float32"), ("avx512_bf16", True, "bfloat16")])
+def test_auto_dtype_on_cpu_follows_the_bf16_instructions_and_the_matmul_probe(monkeypatch, kind, faster, want):
+    monkeypatch.setattr(common, "cpu_bf16", lambda: kind)
+    monkeypatch.setattr(common, "bf16_matmul_faster", lambda: faster)
+    assert common.pick_dtype("auto", "cpu") == want
+    assert common.pick_dtype("float32", "cpu") == "float32"
+
