@@ -52,6 +52,8 @@ def get_args(argv=None):
     a("--block", default="paper", choices=BLOCKS, help="paper or gpt2")
     a("--batch_size", type=integer(0), default=0, help="sequences per training step (0: 8, --finetune 128)")
     a("--block_size", type=integer(2), default=256, help="context length")
+    a("--vocab_size", type=integer(257), default=50257, help="by-depth table: a prefix of GPT-2's BPE of this "
+      "many tokens (train.py --vocab_size)")
     a("--steps", type=integer(1), default=10, help="timed training steps per measurement (after 3 warm-up steps)")
     a("--rounds", type=integer(0), default=3, help="--train: interleaved rounds; the median is reported "
       "(0 with --curve: the loss curves only)")
@@ -281,7 +283,8 @@ def bench_depths(args, device):
     peaks = {dt: matmul_peak(device, dt) for dt in dtypes}
     rows = []
     for n in args.depth_list:
-        cfg = config_for(args.model_class, n, block=args.block, block_size=args.block_size, quiet=True)
+        cfg = config_for(args.model_class, n, block=args.block, block_size=args.block_size, quiet=True,
+                         vocab_size=args.vocab_size)
         fl = count_params(cfg, args.block_size)["forward_flops_per_token"]
         row = {"n_layer": n, "d_ff": cfg.d_ff, "forward_flops_per_token": fl}
         for dt in dtypes:
@@ -296,7 +299,7 @@ def bench_depths(args, device):
                 print(f"  n_layer {n} {name}: {tps:,.0f} tokens/s, MFU {row[f'mfu_{name}']:.1%}", flush=True)
         model = GPT(cfg).to(device).eval()
         for b in (1, args.decode_batch):
-            prompt = torch.randint(0, 50000, (b, 16), device=device)
+            prompt = torch.randint(0, cfg.vocab_size - 1, (b, 16), device=device)
             model.generate(prompt, 4, eos_id=-1)  # warm-up
             sync(device)
             t = time.perf_counter()

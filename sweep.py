@@ -207,6 +207,8 @@ class Sweep:
                "seed": seed, "task": task, "control": control,
                "pretrain_step": (init_step if init_step is not None else pre["step"]) if pre else 0,
                "val_loss": pre["val_loss"] if pre else "", "perplexity": pre["val_ppl"] if pre else "",
+               "bits_per_byte": pre.get("val_bpb", "") if pre else "",
+               "pretrain_vocab_size": pre["model_config"]["vocab_size"] if pre else "",
                "finetune_step": finetune_step if finetune_step is not None else ft["step"],
                "id_acc": by_split[t.id_split]["exact_match"] if t.id_split in by_split else "",
                "gen_acc": gen.get("exact_match", ""),
@@ -422,13 +424,14 @@ def summarize(rows, args, root, skipped=()):
                        if getattr(args, k)), "",
              *([f"Collected (--collect) from the finished cells only; left out as unfinished: "
                 f"{', '.join(skipped)}.", ""] if skipped else []),
-             "| depth | d_ff | perplexity | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
-             "|---|---|---|" + "---|" * len(args.task_list)]
+             "| depth | d_ff | perplexity | bits per byte | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
+             "|---|---|---|---|" + "---|" * len(args.task_list)]
     for d in depths:
         rs = [r for r in main if r["n_layer"] == d]
-        ppl = mean_ci([r["perplexity"] for r in rs if r["task"] == args.task_list[0]])
+        ppl, bpb = (mean_ci([r.get(k, "") for r in rs if r["task"] == args.task_list[0]])
+                    for k in ("perplexity", "bits_per_byte"))
         cells = [fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) for t in args.task_list]
-        lines.append(f"| {d} | {rs[0]['d_ff']} | {fmt(ppl)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {d} | {rs[0]['d_ff']} | {fmt(ppl)} | {fmt(bpb, 3)} | " + " | ".join(cells) + " |")
     lines += ["", "In-distribution exact match (%), and what fine-tuning took (steps; minutes per run):", "",
               "| depth | " + " | ".join(f"{t} test | steps | minutes" for t in args.task_list) + " |",
               "|---|" + "---|---|---|" * len(args.task_list)]

@@ -32,6 +32,7 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     main = [r for r in table if not r["control"]]
     assert len(main) == 4 and {r["n_layer"] for r in main} == {"1", "2"}
     assert all(r["code_version"] and r["task_data_sha256"] and r["pretrain_data_sha256"] for r in table)
+    assert all(0 < float(r["bits_per_byte"]) < float(r["val_loss"]) for r in main)  # over a byte a token
     assert any(r["control"].startswith("ppl_matched") for r in table)
     lm = [r for r in table if r["control"].startswith("loss_matched")]
     assert len(lm) == 2 and all(r["n_layer"] == "2" and int(r["finetune_step"]) in (1, 2, 3, 4) for r in lm)
@@ -73,9 +74,13 @@ def test_bench_by_depth_runs(tmp_path):
     import bench
     out = tmp_path / "b.json"
     r = bench.main(["--depths", "1,2", "--steps", "1", "--batch_size", "1", "--block_size", "16",
-                    "--decode_batch", "2", "--decode_tokens", "2", "--dtypes", "float32", "--out", str(out)])
+                    "--decode_batch", "2", "--decode_tokens", "2", "--dtypes", "float32", "--vocab_size", "1025",
+                    "--out", str(out)])
     saved = json.loads(out.read_text())
     assert [row["n_layer"] for row in saved["rows"]] == [1, 2]
+    from model import config_for, count_params
+    assert [row["forward_flops_per_token"] for row in saved["rows"]] == [
+        count_params(config_for("tiny", n, vocab_size=1025, block_size=16), 16)["forward_flops_per_token"] for n in (1, 2)]
     assert all(row["train_tokens_per_s_float32"] > 0 and row["decode_ms_per_token_batch1"] > 0
                for row in saved["rows"])
     assert saved["code_version"] and saved["matmul_peak_flops"]["float32"] > 0 and r["rows"]

@@ -2,7 +2,7 @@
 # Issue 22, item 1: which prefix of GPT-2's BPE the tiny class should pretrain with. The main job's
 # model (tiny, depth 4, train.py's defaults otherwise) pretrained 600 steps x 8 x 256 tokens on the
 # Gutenberg children's corpus (no token seen twice) at four vocabulary sizes, seed 0, one thread;
-# validation bits per byte and seconds per step from each run's log.jsonl, tabled by table.py.
+# validation bits per byte and seconds per step from each run's log.jsonl (README.md tables them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
