@@ -13,7 +13,7 @@ import argparse
 
 from common import Parser, integer, main_guard, parse_with_recipe
 from corpus import PREPARABLE, bits_per_byte, eval_windows, get_batch, load_corpus, mean_loss
-from model import GPT2_VOCAB
+from model import CLASS_VOCAB, GPT2_VOCAB
 from tasks import Vocab
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
@@ -26,16 +26,26 @@ def get_args(argv=None):
       "or a name prepared with data/text/prepare.py")
     a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
     a("--block_size", type=integer(2), default=256, help="context length in tokens")
-    a("--vocab_size", type=integer(257, GPT2_VOCAB), default=GPT2_VOCAB, help="GPT-2's BPE kept to its first "
-      "vocab_size - 1 merge ranks, plus EOT (50257: all of it); the corpus is converted once")
+    a("--vocab_size", type=vocab_size, default=0, help="GPT-2's BPE kept to its first vocab_size - 1 merge "
+      f"ranks, plus EOT (50257: all of it); 0: the class's own ({', '.join(f'{k}: {v}' for k, v in CLASS_VOCAB.items())}; "
+      f"the others {GPT2_VOCAB}); the corpus is converted once")
     a("--eval_iters", type=integer(1), default=20, help="validation batches per eval (fixed windows)")
     add_training_flags(p)
     return parse_with_recipe(p, argv, "pretrain")
 
 
+def vocab_size(text):
+    """An argparse type: 0 (the class's own) or a size GPT-2's BPE can be cut to."""
+    v = integer(0, GPT2_VOCAB)(text)
+    if 0 < v < 257:
+        raise argparse.ArgumentTypeError(f"must be 0 (the class's own) or 257 to {GPT2_VOCAB}, got {v}")
+    return v
+
+
 def make_job(args, rank, world, resumed_cfg):
     """Pretraining: random windows of the corpus; validation loss on fixed windows."""
-    vocab = Vocab("gpt2", size=resumed_cfg.vocab_size if resumed_cfg else args.vocab_size)
+    size = args.vocab_size or CLASS_VOCAB.get(args.model_class, GPT2_VOCAB)
+    vocab = Vocab("gpt2", size=resumed_cfg.vocab_size if resumed_cfg else size)
     config = None if resumed_cfg else build_config(args, args.block_size, vocab)  # bad model flags fail first
     train, val, meta = load_corpus(args.dataset, args.data_dir, args.block_size, vocab.size)
     val_batches = eval_windows(val, args.block_size, args.eval_iters * args.batch_size, args.batch_size)
