@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one call of the device tool (an H100 lent for ~15 minutes), from the repo root:
 #   speed by depth for the 41M class (eager and torch.compile, bf16, context 1024), the CUDA
-#   tests, and results/gpu/step_profile.py (variants and the top kernels of one step).
+#   tests, and tools/step_profile.py (variants and the top kernels of one step).
 # The data mirror and tiktoken files are carried in .gpu/ (copied from ../shared, git-ignored).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 TIKTOKEN_CACHE_DIR=$PWD/.gpu/tiktoken_cache NANODEPTH_MIRROR=$PWD/.gpu/data
@@ -19,4 +19,4 @@ echo "== CUDA tests"
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -25 | tee "$O/tests.txt"
 
 echo "== where a step's time goes (depth 2)"
-timeout 100 python3 results/gpu/step_profile.py 2>&1 | grep -v -i warn | tee "$O/profile.txt"
+timeout 100 python3 tools/step_profile.py 2>&1 | grep -v -i warn | tee "$O/profile.txt"

@@ -1,13 +1,13 @@
 """Where a 41M training step spends its GPU time: tokens/s for loss-chunk sizes, position schemes
 and batch sizes (eager, bf16), then the profiler's top kernels for the default configuration.
-Run from the repo root on a GPU: python results/gpu/step_profile.py [--device cuda] [--model_class 41M]"""
+Run from the repo root on a GPU: python tools/step_profile.py [--device cuda] [--model_class 41M]"""
 import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import nanodepth_step, train_steps  # noqa: E402
 from model import config_for  # noqa: E402
 

@@ -1,12 +1,12 @@
 """A/B training speed of this model.py against another version of it, interleaved in one process
 (same GPU, same warm state). Run from the repo root:
-    python results/gpu/ab.py --old path/to/old_model.py [--depths 1,2,4,7] [--compile_depth 2]"""
+    python tools/ab.py --old path/to/old_model.py [--depths 1,2,4,7] [--compile_depth 2]"""
 import argparse
 import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 import model as new  # noqa: E402
 
