@@ -257,6 +257,7 @@ class Run:
         self.step_n, self.best, self.tokens = 0, float("inf"), 0
         self.saved_step = None  # the step of the checkpoint on disk, for the NaN message
         self.seconds_before = 0.0  # training time of the run's earlier processes (resumed runs)
+        self.elapsed, self.resumed_metrics = 0.0, None  # training time at the last eval; a resumed run's last metrics
         if resume:
             self.restore(resume)
         self.train_model = torch.compile(self.model) if args.compile else self.model
@@ -279,7 +280,8 @@ class Run:
         self.step_n, self.best = resume["step"], resume.get("best_val_loss", self.best)
         self.tokens, self.saved_step = resume.get("tokens", 0), resume["step"]
         # a resumed run's clock, its --max_minutes budget and time-based schedule go on from the checkpoint
-        self.seconds_before = float(resume.get("metrics", {}).get("elapsed_s", 0.0))
+        self.seconds_before = float(resume.get("elapsed_s", 0.0))
+        self.resumed_metrics = resume.get("metrics")
         rngs = resume["rng"]
         set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0], self.gen)
 
@@ -333,6 +335,7 @@ class Run:
         return loss_sum
 
     def evaluate(self, train_loss, lr, elapsed):
+        self.elapsed = elapsed  # saved with the checkpoint, so a resumed run's clock goes on from it
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad(), autocast(self.device, self.dtype):
@@ -358,7 +361,7 @@ class Run:
         """ckpt.pt (what resuming needs), or a snapshot of the weights alone."""
         ck = {"kind": self.kind, "model_config": asdict(self.cfg),
               "model": self.model.state_dict(), "step": self.step_n, "val_loss": metrics["val_loss"],
-              "metrics": metrics, "run_config": vars(self.args), "code_version": self.info["code_version"],
+              "metrics": metrics, "elapsed_s": self.elapsed, "run_config": vars(self.args), "code_version": self.info["code_version"],
               "data": self.job.data}
         if full:
             ck.update(optimizer=self.optimizer.state_dict(), rng=self.rng_states(), best_val_loss=self.best,
@@ -378,6 +381,10 @@ class Run:
                    "best_val_loss": self.best, "train_seconds": seconds, "tokens_per_s_last": tok_s}
         if self.master:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.close()
+        return summary
+
+    def close(self):
         if self.ddp:
             # free the DDP wrapper (it holds the process group) before tearing the group down: left to
             # interpreter shutdown, gloo's threads can die unjoined and abort the process after a good run
@@ -385,7 +392,6 @@ class Run:
             gc.collect()
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
-        return summary
 
 
 def restarts():
@@ -408,6 +414,11 @@ def fit(args, kind, make_job):
     """Train to args.max_iters (or --max_minutes); make_job(args, rank, world, resumed_config or
     None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
     run = Run(args, kind, make_job)
+    if run.step_n >= args.max_iters and (run.out / "summary.json").exists():  # resumed after the end
+        if run.master:
+            print(f"{run.out} finished at step {run.step_n} (max_iters {args.max_iters}); nothing to do")
+        run.close()
+        return json.loads((run.out / "summary.json").read_text())
     run.model.train()
     kill_at = fault("KILL_AT_STEP", run.rank)
     snap_steps = {int(s) for s in (args.snapshot_steps or "").split(",") if s}
@@ -444,4 +455,4 @@ def fit(args, kind, make_job):
                     tqdm.write(f"step {run.step_n}: train loss {train_loss:.4f}, {shown}, saved {run.ckpt_path}")
                     sys.stdout.flush()
     bar.close()
-    return run.finish(metrics, time.time() - t0, tok_s)
+    return run.finish(metrics or run.resumed_metrics, time.time() - t0, tok_s)
