@@ -469,6 +469,11 @@ def parse_int_list(text, what):
         raise ValueError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
     if not values:
         raise ValueError(f"{what} is empty")
+    if min(values) < 0:
+        raise ValueError(f"{what} must be non-negative; got {text!r}")
+    if len(set(values)) < len(values):  # a repeated seed would table one run twice, as two seeds
+        raise ValueError(f"{what} names {sorted(v for v in set(values) if values.count(v) > 1)} more than once; "
+                         f"got {text!r}")
     return values
 
 

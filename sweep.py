@@ -107,6 +107,8 @@ def get_args(argv=None):
     except ValueError as e:
         raise UserError(str(e)) from None
     args.task_list = [t for t in args.tasks.split(",") if t]
+    if len(set(args.task_list)) < len(args.task_list):
+        raise UserError(f"--tasks {args.tasks!r} names a task more than once")
     if not args.task_list:  # every table is a task's scores; without one there is nothing to sweep
         raise UserError(f"--tasks {args.tasks!r} names no task; give one or more of {', '.join(tasks.TASKS)}")
     for t in args.task_list:
