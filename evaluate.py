@@ -48,6 +48,8 @@ def get_args(argv=None):
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--dtype", default="float32", choices=DTYPES, help="float32 or bfloat16 (auto: as train.py)")
     a("--seed", type=integer(0), default=0, help="seed for --sample")
+    a("--transfer", action="store_true", help="score a model fine-tuned on another task on --task "
+      "deliberately (recorded in the result)")
     return p.parse_args(argv)
 
 
@@ -126,6 +128,10 @@ def main(argv=None):
         for s in splits:
             tasks.split_path(task, s)  # an unknown split fails before any split is read or prepared
         ck = load_checkpoint(ckpt_path)
+        trained = (ck.get("data") or {}).get("task") if ck.get("kind") == "finetune" else None
+        if trained and trained != task.name and not args.transfer:
+            raise UserError(f"{ckpt_path} was fine-tuned on {trained}, not {task.name}; score it with --task "
+                            f"{trained}, or pass --transfer to score it on {task.name} deliberately")
         vocab = tasks.Vocab.of(GPTConfig(**ck["model_config"]))  # the examples in the model's own tokens
         every = {s: tasks.read_split(task, s, args.data_dir or None, vocab) for s in splits}
         need = max(tasks.longest(ex)[1] for ex in every.values())
@@ -133,7 +139,8 @@ def main(argv=None):
         report = provenance(ck, ckpt_path)
         with autocast(device, dtype):
             results = [score_split(model, task, s, every[s], args) for s in splits]
-        report.update(task=task.name, limit=args.limit, cache=not args.no_cache, results=results)
+        report.update(task=task.name, trained_on=trained, transfer=bool(trained and trained != task.name),
+                      limit=args.limit, cache=not args.no_cache, results=results)
         print_table(task, results)
         name = f"eval_{task.name}" + (f"_limit{args.limit}" if args.limit else "")
     out = Path(args.out) if args.out else ckpt_path.parent / f"{name}.json"

@@ -203,3 +203,19 @@ def test_evaluate_bad_input(args, needle, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(tmp_path), *args],
                        capture_output=True, text=True)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.data
+def test_evaluate_refuses_a_model_fine_tuned_on_another_task_unless_told(tmp_path):
+    cfg = GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=8, block_size=128)
+    torch.save({"format": "nanodepth-1", "kind": "finetune", "model": GPT(cfg).state_dict(),
+                "model_config": cfg.__dict__, "data": {"task": "cogs_vf"}}, tmp_path / "ckpt.pt")
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(tmp_path), "--task", "cogs", "--split", "dev",
+           "--limit", "2", "--out", str(tmp_path / "e.json")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "was fine-tuned on cogs_vf, not cogs" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "e.json").exists()
+    r = subprocess.run(cmd + ["--transfer"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["transfer"] and report["trained_on"] == "cogs_vf" and report["results"][0]["n"] == 2
