@@ -26,7 +26,7 @@ import tasks
 from checkpoint import load_checkpoint, model_from
 from common import ROOT, Parser, UserError, code_version, integer, main_guard, write_atomic
 from model import GPTConfig
-from sweep import mean_ci
+from sweep import mean_ci, read_csv
 
 CELL = re.compile(r"^d(\d+)(?:_(u\d+\w+))?_s(\d+)$")  # d4_s0, d4_u1params_s0
 
@@ -74,10 +74,13 @@ def score_point(path, task, splits, args, cache):
 
 def collect(args):
     root = Path(args.name) if Path(args.name).is_dir() else ROOT / "results" / args.name
-    if not (root / "runs").is_dir():
+    if not (root / "runs").is_dir() and not (root / "curve.csv").is_file():
         raise UserError(f"no runs in {root / 'runs'}; run the sweep first (results/{args.name}/run.sh)")
-    rows, cache = [], {}
-    for cell in sorted((root / "runs").iterdir()):
+    here = {c.name for c in (root / "runs").iterdir()} if (root / "runs").is_dir() else set()
+    # a study that spans machines: the points of cells whose run folders stayed elsewhere are carried
+    # over from the earlier curve.csv
+    rows, cache = [r for r in read_csv(root / "curve.csv") if r["run"] not in here], {}
+    for cell in sorted((root / "runs").iterdir()) if here else []:
         m = CELL.match(cell.name)
         if not m:
             continue

@@ -135,12 +135,43 @@ class Unfinished(Exception):
     """--collect met a step whose result is not on disk: its cell is left out, not run."""
 
 
+TEXT_COLUMNS = {"model_class", "task", "control", "code_version", "recipe", "pretrain_args", "finetune_args",
+                "vocab", "batching", "dtype", "run", "variant"}
+
+
+def read_csv(path):
+    """A results or curve CSV as written, numbers and booleans parsed back ([] if absent)."""
+    def value(k, v):
+        if k in TEXT_COLUMNS or k.endswith("sha256") or v == "":
+            return v
+        if v in ("True", "False"):
+            return v == "True"
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+    if not path.is_file():
+        return []
+    return [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(open(path, newline=""))]
+
+
+def read_rows(path, recipe_sha256):
+    """The rows of an earlier results.csv made with this recipe."""
+    return [r for r in read_csv(path) if r.get("recipe_sha256", "") == recipe_sha256]
+
+
 class Sweep:
     def __init__(self, args):
         self.args = args
         self.skipped = []  # with --collect: the cells left out as unfinished
         self.root = ROOT / "results" / args.name
         self.runs = self.root / "runs"
+        # a study that spans machines: cells finished elsewhere are carried over from results.csv
+        # (their run folders, gigabytes of weights, stay behind); self.kept names them
+        self.earlier = read_rows(self.root / "results.csv", args.config_sha256)
+        self.kept = []
         self.common = ["--device", args.device] + (["--quiet"] if args.quiet else []) + \
             (["--config", args.config] if args.config else [])
 
@@ -237,6 +268,8 @@ class Sweep:
         pre = {}
         for seed in self.args.seed_list:
             for depth in self.args.depth_list:
+                if self.carry_over(depth, seed, rows, pre):
+                    continue
                 self.collecting(self.cell(depth, seed).name, lambda: self.model_rows(depth, seed, None, rows, pre))
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
                 for match in MATCHES:
@@ -248,7 +281,12 @@ class Sweep:
             for flag, control in (("ppl_matched", self.ppl_matched), ("loss_matched", self.loss_matched),
                                   ("dev_selected", self.dev_selected)):
                 if getattr(self.args, flag):
-                    if complete:
+                    carried = [r for r in self.earlier if r["seed"] == seed and r["control"].startswith(flag)]
+                    if any(self.cell(d, seed).name in self.kept for d in self.args.depth_list):
+                        rows.extend(carried)  # the seed's control, computed where its cells ran
+                        if not carried:
+                            self.skipped.append(f"{flag} s{seed}")
+                    elif complete:
                         self.collecting(f"{flag} s{seed}", lambda: rows.extend(control(seed, pre)))
                     else:
                         self.skipped.append(f"{flag} s{seed}")
@@ -256,6 +294,19 @@ class Sweep:
         if not rows:
             raise UserError(f"no finished cells in {self.root}; run this sweep without --collect first")
         return rows
+
+    def carry_over(self, depth, seed, rows, pre):
+        """An unlooped cell whose run folder is not here but whose rows, one per task, an earlier
+        results.csv of this recipe holds: those rows stand for it."""
+        if self.cell(depth, seed).exists():
+            return False
+        mine = [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed and not r["control"]]
+        if sorted(r["task"] for r in mine) != sorted(self.args.task_list):
+            return False
+        rows += mine
+        pre[depth, seed] = None  # nothing on disk to match against: its seed's controls are carried too
+        self.kept.append(self.cell(depth, seed).name)
+        return True
 
     def collecting(self, name, work):
         """Run one cell's work; with --collect, an unfinished cell is noted and left out."""
@@ -394,7 +445,7 @@ def rank_analysis(sweep):
             # the pretrained weights; without pretraining, the first task's fine-tuned ones
             path = cell / "pretrain" / "ckpt.pt" if sweep.args.pretrain_iters else \
                 cell / f"ft_{sweep.args.task_list[0]}" / "ckpt.pt"
-            if cell.name in sweep.skipped:  # --collect: not finished, its weights are mid-training
+            if cell.name in sweep.skipped + sweep.kept:  # mid-training, or its weights are elsewhere
                 continue
             ck = load_checkpoint(path)
             cfg = ck["model_config"]
@@ -412,7 +463,7 @@ def rank_analysis(sweep):
 
 # --- tables and figures ------------------------------------------------------------------------------
 
-def summarize(rows, args, root, skipped=()):
+def summarize(rows, args, root, skipped=(), kept=()):
     """Markdown in the paper's layout: depth by task, mean +- 95% CI over seeds (in %)."""
     main = [r for r in rows if not r["control"]]
     depths = sorted({r["n_layer"] for r in main})
@@ -426,6 +477,8 @@ def summarize(rows, args, root, skipped=()):
                        if getattr(args, k)), "",
              *([f"Collected (--collect) from the finished cells only; left out as unfinished: "
                 f"{', '.join(skipped)}.", ""] if skipped else []),
+             *([f"Carried over from the earlier results.csv (run folders on the machine that ran them): "
+                f"{', '.join(kept)}.", ""] if kept else []),
              "| depth | d_ff | perplexity | bits per byte | " + " | ".join(f"{t} gen" for t in args.task_list) + " |",
              "|---|---|---|---|" + "---|" * len(args.task_list)]
     for d in depths:
@@ -642,9 +695,14 @@ def main(argv=None):
     ranks = None
     if args.rank_analysis:
         ranks = rank_analysis(sweep)
+        old = sweep.root / "ffn_rank.json"
+        for x in json.loads(old.read_text()) if old.is_file() and sweep.kept else []:  # carried-over cells'
+            if f"d{x['n_layer']}_s{x['seed']}" in sweep.kept:
+                ranks.setdefault((x["n_layer"], x["matrix"]), []).append(
+                    {k: v for k, v in x.items() if k not in ("n_layer", "matrix")})
         (sweep.root / "ffn_rank.json").write_text(json.dumps(
             [{"n_layer": d, "matrix": m, **x} for (d, m), xs in sorted(ranks.items()) for x in xs], indent=1))
-    print(summarize(rows, args, sweep.root, sweep.skipped))
+    print(summarize(rows, args, sweep.root, sweep.skipped, sweep.kept))
     figures(rows, args, sweep.root, ranks)
     # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given
     (sweep.root / "command.txt").write_text(shlex.join(

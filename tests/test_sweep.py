@@ -70,6 +70,41 @@ def test_sweep_without_pretraining_from_a_recipe(tmp_path, monkeypatch):
     assert ft["step"] == 3 and ft["run_config"]["config_sha256"] == table[0]["recipe_sha256"]
 
 
+def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp_path, monkeypatch):
+    """A study spans sessions on fresh machines: finished cells whose run folders stayed behind
+    keep their rows (and their seed's control), and the sweep trains only what is missing."""
+    import shutil
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({
+        "sweep": {"model_class": "tiny", "depths": "1,2", "seeds": "0", "tasks": "geoquery", "pretrain_iters": 0,
+                  "finetune_iters": 4, "finetune_evals": 2, "eval_limit": 4, "loss_matched": True,
+                  "rank_analysis": True, "quiet": True},
+        "finetune": {"batch_size": 2, "eval_examples": 2, "warmup_iters": 0}}))
+    sweep.main(["--config", str(recipe), "--name", "multi"])
+    root = tmp_path / "results" / "multi"
+    before = list(csv.DictReader(open(root / "results.csv")))
+    assert any(r["control"].startswith("loss_matched") for r in before)
+    ranks = json.loads((root / "ffn_rank.json").read_text())
+    import curve
+    curve.main(["--name", str(root), "--limit", "4"])
+    points = list(csv.DictReader(open(root / "curve.csv")))
+    shutil.rmtree(root / "runs")  # the machine that ran them is gone
+    sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "1,2,4"])
+    after = list(csv.DictReader(open(root / "results.csv")))
+    curve.main(["--name", str(root), "--limit", "4"])
+    again = list(csv.DictReader(open(root / "curve.csv")))
+    assert [r for r in again if r["run"] != "d4_s0"] == points and any(r["run"] == "d4_s0" for r in again)
+    assert not (root / "runs" / "d1_s0").exists() and (root / "runs" / "d4_s0").exists()
+    assert [r for r in after if r["n_layer"] in ("1", "2")] == before
+    kept = [x for x in json.loads((root / "ffn_rank.json").read_text()) if x["n_layer"] in (1, 2)]
+    assert kept == ranks and {x["n_layer"] for x in json.loads((root / "ffn_rank.json").read_text())} == {1, 2, 4}
+    summary = (root / "summary.md").read_text()
+    assert "Carried over from the earlier results.csv" in summary and "d1_s0, d2_s0" in summary
+    # another recipe's rows are not carried: its cells would be trained afresh
+    assert sweep.read_rows(root / "results.csv", "0" * 64) == []
+
+
 def test_bench_by_depth_runs(tmp_path):
     import bench
     out = tmp_path / "b.json"
