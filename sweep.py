@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import math
+import re
 import shlex
 import statistics
 import sys
@@ -295,6 +296,11 @@ class Sweep:
             raise UserError(f"no finished cells in {self.root}; run this sweep without --collect first")
         return rows
 
+    def folder_of(self, row):
+        """The run folder a results.csv row came from (a control's: its model's)."""
+        m = re.match(r"looped_(\w+)_u(\d+)$", row["control"])
+        return self.cell(row["n_layer"], row["seed"], (int(m[2]), m[1]) if m else None)
+
     def carry_over(self, depth, seed, rows, pre):
         """An unlooped cell whose run folder is not here but whose rows, one per task, an earlier
         results.csv of this recipe holds: those rows stand for it."""
@@ -415,6 +421,11 @@ class Sweep:
         if not rows:  # nothing finished yet: leave any results.csv already there alone
             return
         self.root.mkdir(parents=True, exist_ok=True)
+        # rows of this recipe's cells whose run folders are elsewhere stay (a call over some cells must
+        # not drop cells finished on another machine); this call's rows replace their own
+        key = lambda r: (r["n_layer"], r["n_unique"], r["seed"], r["task"], r["control"])
+        mine = {key(r) for r in rows}
+        rows = rows + [r for r in self.earlier if key(r) not in mine and not self.folder_of(r).exists()]
         keys = list(dict.fromkeys(k for r in rows for k in r))
         text = io.StringIO(newline="")
         w = csv.DictWriter(text, fieldnames=keys)
@@ -695,9 +706,9 @@ def main(argv=None):
     ranks = None
     if args.rank_analysis:
         ranks = rank_analysis(sweep)
-        old = sweep.root / "ffn_rank.json"
-        for x in json.loads(old.read_text()) if old.is_file() and sweep.kept else []:  # carried-over cells'
-            if f"d{x['n_layer']}_s{x['seed']}" in sweep.kept:
+        old, mine = sweep.root / "ffn_rank.json", {(d, x["seed"]) for (d, _), xs in ranks.items() for x in xs}
+        for x in json.loads(old.read_text()) if old.is_file() else []:  # other cells' stay, as in results.csv
+            if (x["n_layer"], x["seed"]) not in mine:
                 ranks.setdefault((x["n_layer"], x["matrix"]), []).append(
                     {k: v for k, v in x.items() if k not in ("n_layer", "matrix")})
         (sweep.root / "ffn_rank.json").write_text(json.dumps(

@@ -90,6 +90,9 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     curve.main(["--name", str(root), "--limit", "4"])
     points = list(csv.DictReader(open(root / "curve.csv")))
     shutil.rmtree(root / "runs")  # the machine that ran them is gone
+    # a lane of the study over depth 4 alone keeps the other cells' rows in results.csv
+    sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "4", "--rank_analysis", "--quiet"])
+    assert [r for r in csv.DictReader(open(root / "results.csv")) if r["n_layer"] != "4"] == before
     sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "1,2,4"])
     after = list(csv.DictReader(open(root / "results.csv")))
     curve.main(["--name", str(root), "--limit", "4"])
