@@ -66,6 +66,9 @@ def save_checkpoint(ck, path, keep_previous=False):
         tmp.unlink(missing_ok=True)
         raise UserError(f"could not write {path} ({str(e).splitlines()[0]}); the checkpoints already there "
                         "are intact: free some space and resume with --resume") from None
+    except BaseException:  # Ctrl-C (or SIGTERM, which the training jobs turn into an exit) mid-write
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def previous(path):

@@ -306,11 +306,37 @@ def write_atomic(path, data):
     temporary name holds the process id, so processes writing the same file never collide."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C and exits too: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder):
+    """Delete the <name>.<pid>.tmp files of write_atomic and save_checkpoint whose process is gone
+    (a write cut off by SIGKILL or a power cut); returns their names."""
+    gone = []
+    for tmp in Path(folder).glob("*.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp.name)
+    return gone
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def sha256_file(path, chunk=1 << 20):

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common import (DTYPES, UserError, autocast, code_version, folder_to_write, integer, keep_freed_memory,
-                    pick_device, pick_dtype, real)
+                    pick_device, pick_dtype, real, remove_stale_temporaries)
 from fused_loss import build_model
 from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for, count_params
 
@@ -287,6 +288,8 @@ class Run:
 
     def announce(self, fresh):
         self.out.mkdir(parents=True, exist_ok=True)
+        for name in remove_stale_temporaries(self.out):  # writes cut off by a killed process
+            print(f"removed {self.out / name}, left by a write its process never finished")
         if fresh and (self.out / "log.jsonl").exists():
             (self.out / "log.jsonl").unlink()
         c, n = self.cfg, self.info["params"]
@@ -413,6 +416,18 @@ def fault(name, rank):
 def fit(args, kind, make_job):
     """Train to args.max_iters (or --max_minutes); make_job(args, rank, world, resumed_config or
     None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        return train_to_end(args, kind, make_job)
+    # SIGTERM (a scheduler's or torchrun's stop) becomes an exit, so a checkpoint being written is
+    # cleaned up as on Ctrl-C; the checkpoints already on disk are untouched
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        return train_to_end(args, kind, make_job)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def train_to_end(args, kind, make_job):
     run = Run(args, kind, make_job)
     if run.step_n >= args.max_iters and (run.out / "summary.json").exists():  # resumed after the end
         if run.master:

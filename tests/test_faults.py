@@ -161,3 +161,45 @@ def test_killed_rank_then_rerun_ends_as_an_unbroken_run(corpus, unbroken, tmp_pa
     again = torchrun(*common, "--resume")
     assert again.returncode == 0, "\n".join(worker_lines(again.stderr)[-20:])
     assert_same_run(unbroken, load_checkpoint(tmp_path / "ckpt.pt"))
+
+
+def test_ctrl_c_during_a_checkpoint_write_leaves_no_litter_and_the_old_one_intact(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    ck, good = load_checkpoint(out / "ckpt.pt"), (out / "ckpt.pt").read_bytes()
+
+    def interrupted(obj, f):  # half the file written, then Ctrl-C
+        open(f, "wb").write(b"partial checkpoint")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(ck, out / "ckpt.pt", keep_previous=True)
+    assert not list(out.glob("*.tmp")) and (out / "ckpt.pt").read_bytes() == good
+
+
+def test_sigterm_stops_a_run_cleanly_and_it_resumes(corpus, tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus), "--out_dir", str(out),
+           "--max_iters", "100000", "--eval_interval", "1"]  # a checkpoint every step: the signal lands near one
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import time
+    deadline = time.time() + 120
+    while not (out / "ckpt.prev.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    p.terminate()  # SIGTERM, as a scheduler stops a job
+    assert p.wait(timeout=60) == 143 and "Traceback" not in p.stderr.read()
+    assert not list(out.glob("*.tmp"))
+    step = load_checkpoint(out / "ckpt.pt")["step"]
+    r = subprocess.run(cmd[:-4] + ["--max_iters", str(step + 1), "--eval_interval", "1", "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and load_checkpoint(out / "ckpt.pt")["step"] == step + 1, r.stderr
+
+
+def test_a_new_process_removes_the_temporaries_of_dead_ones_only(corpus, tmp_path):
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    dead, alive = out / "ckpt.pt.999999999.tmp", out / f"summary.json.{os.getpid()}.tmp"
+    dead.write_bytes(b"x" * 1000)
+    alive.write_bytes(b"y")
+    run_train(corpus, out, "--max_iters", "3", "--eval_interval", "3", "--resume")
+    assert not dead.exists() and alive.exists()
