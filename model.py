@@ -35,7 +35,8 @@ class GPTConfig:
     d_model: int = 128
     d_ff: int = 512
     vocab_size: int = GPT2_VOCAB
-    vocab: str = "gpt2"             # what the token ids stand for (tasks.Vocab): gpt2 | task | word
+    vocab: str = "gpt2"             # what the token ids stand for (tasks.Vocab): gpt2 (a prefix of it
+                                    # when vocab_size < 50257) | task | word
     tokens: list = field(default_factory=list)  # task/word: the GPT-2 id or word of each row
     block_size: int = 256           # longest sequence the model is asked to handle
     block: str = "paper"            # paper | gpt2
