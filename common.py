@@ -2,6 +2,7 @@
 precision, the tokenizer, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
 corpus.py, the training loop in trainer.py."""
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -188,24 +189,19 @@ def cpu_bf16():
     return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else ""
 
 
-_BF16_FASTER = None
-
-
+@functools.cache
 def bf16_matmul_faster(n=1024, reps=3):
     """Whether this CPU multiplies n x n matrices at least 1.2x faster in bf16 than in fp32 (about
     half a second, once per process)."""
-    global _BF16_FASTER
-    if _BF16_FASTER is None:
-        seconds = {}
-        for dt in (torch.float32, torch.bfloat16):
-            a = torch.randn(n, n, dtype=dt)
-            a @ a  # warm-up
-            t = time.perf_counter()
-            for _ in range(reps):
-                a @ a
-            seconds[dt] = time.perf_counter() - t
-        _BF16_FASTER = seconds[torch.float32] > 1.2 * seconds[torch.bfloat16]
-    return _BF16_FASTER
+    seconds = {}
+    for dt in (torch.float32, torch.bfloat16):
+        a = torch.randn(n, n, dtype=dt)
+        a @ a  # warm-up
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ a
+        seconds[dt] = time.perf_counter() - t
+    return seconds[torch.float32] > 1.2 * seconds[torch.bfloat16]
 
 
 def pick_dtype(name, device):
@@ -266,9 +262,7 @@ def gpt2_encoder():
     return _ENCODER
 
 
-_PREFIX = {}
-
-
+@functools.cache
 def gpt2_prefix(vocab_size):
     """GPT-2's BPE kept to its first vocab_size - 1 merge ranks, plus EOT as id vocab_size - 1: a
     smaller byte-level BPE (no unknown tokens, the same leading-space words) whose ids below EOT are
@@ -281,11 +275,9 @@ def gpt2_prefix(vocab_size):
     if not 257 <= vocab_size <= enc.n_vocab:
         raise UserError(f"vocab_size {vocab_size}: a prefix of GPT-2's BPE holds 257 (the 256 bytes and EOT) "
                         f"to {enc.n_vocab} tokens")
-    if vocab_size not in _PREFIX:
-        ranks = {enc.decode_single_token_bytes(i): i for i in range(vocab_size - 1)}
-        table = [_merge(enc.decode_single_token_bytes(i), ranks) for i in range(enc.n_vocab - 1)]
-        _PREFIX[vocab_size] = table + [[vocab_size - 1]]  # EOT
-    return _PREFIX[vocab_size]
+    ranks = {enc.decode_single_token_bytes(i): i for i in range(vocab_size - 1)}
+    table = [_merge(enc.decode_single_token_bytes(i), ranks) for i in range(enc.n_vocab - 1)]
+    return table + [[vocab_size - 1]]  # EOT
 
 
 def _merge(piece, ranks):
@@ -331,11 +323,11 @@ def remove_stale_temporaries(folder):
 
 def pid_alive(pid):
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     return True
 
 

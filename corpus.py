@@ -3,16 +3,16 @@ Data for the jobs: preparing a dataset on first use (through its own data/<name>
 pretraining corpora as token memmaps with random training windows and fixed evaluation windows,
 and the mean loss over a set of batches (pretraining windows or masked fine-tuning examples).
 """
+import functools
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, gpt2_prefix
+from common import ROOT, UserError, gpt2_encoder, gpt2_prefix, write_atomic
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
 
@@ -64,15 +64,13 @@ def in_prefix(path, vocab_size):
         lengths = np.array([len(t) for t in table])
         flat = np.array([j for t in table for j in t], dtype=np.uint16)
         starts = np.cumsum(lengths) - lengths
-        ids = np.memmap(path, dtype=np.uint16, mode="r")
-        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            for lo in range(0, len(ids), 1 << 22):
-                chunk = ids[lo:lo + (1 << 22)].astype(np.int64)
-                n = lengths[chunk]  # pieces per GPT-2 token; each token's pieces sit at starts[token]
-                offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-                flat[np.repeat(starts[chunk], n) + offset].tofile(f)
-        os.replace(tmp, out)
+        ids, parts = np.memmap(path, dtype=np.uint16, mode="r"), []
+        for lo in range(0, len(ids), 1 << 22):  # in chunks: the index arrays are 8 bytes a token
+            chunk = ids[lo:lo + (1 << 22)].astype(np.int64)
+            n = lengths[chunk]  # pieces per GPT-2 token; each token's pieces sit at starts[token]
+            offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+            parts.append(flat[np.repeat(starts[chunk], n) + offset])
+        write_atomic(out, np.concatenate(parts).tobytes())
     return np.memmap(out, dtype=np.uint16, mode="r")
 
 
@@ -80,11 +78,16 @@ def bits_per_byte(loss, batches, vocab_size):
     """Bits per byte of text from a mean loss in nats per target token over these (x, y) batches:
     comparable across vocabularies, as per-token perplexity is not. EOT counts no bytes (every
     vocabulary predicts the same EOTs)."""
-    enc = gpt2_encoder()
-    vocab_size = vocab_size or enc.n_vocab
-    nbytes = np.array([len(enc.decode_single_token_bytes(i)) for i in range(vocab_size - 1)] + [0])
     targets = np.concatenate([y[y != -1].numpy() for _, y in batches])
-    return float(loss * len(targets) / (math.log(2) * nbytes[targets].sum()))
+    nbytes = token_bytes(vocab_size or gpt2_encoder().n_vocab)[targets].sum()
+    return float(loss * len(targets) / (math.log(2) * nbytes))
+
+
+@functools.cache
+def token_bytes(vocab_size):
+    """Bytes of text each id of GPT-2's BPE (or its prefix of vocab_size) stands for; EOT none."""
+    enc = gpt2_encoder()
+    return np.array([len(enc.decode_single_token_bytes(i)) for i in range(vocab_size - 1)] + [0])
 
 
 def get_batch(data, batch_size, block_size, gen, rank=0, world=1):

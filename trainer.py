@@ -364,7 +364,8 @@ class Run:
         """ckpt.pt (what resuming needs), or a snapshot of the weights alone."""
         ck = {"kind": self.kind, "model_config": asdict(self.cfg),
               "model": self.model.state_dict(), "step": self.step_n, "val_loss": metrics["val_loss"],
-              "metrics": metrics, "elapsed_s": self.elapsed, "run_config": vars(self.args), "code_version": self.info["code_version"],
+              "metrics": metrics, "elapsed_s": self.elapsed, "run_config": vars(self.args),
+              "code_version": self.info["code_version"],
               "data": self.job.data}
         if full:
             ck.update(optimizer=self.optimizer.state_dict(), rng=self.rng_states(), best_val_loss=self.best,
