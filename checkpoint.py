@@ -57,8 +57,10 @@ def save_checkpoint(ck, path, keep_previous=False):
     ck = {**ck, "format": CKPT_FORMAT}
     ck["checksum"] = checksum(ck)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    written = False
     try:
         torch.save(ck, tmp)
+        written = True
         if keep_previous and path.exists():
             os.replace(path, previous(path))
         os.replace(tmp, path)
@@ -67,6 +69,8 @@ def save_checkpoint(ck, path, keep_previous=False):
         raise UserError(f"could not write {path} ({str(e).splitlines()[0]}); the checkpoints already there "
                         "are intact: free some space and resume with --resume") from None
     except BaseException:  # Ctrl-C (or SIGTERM, which the training jobs turn into an exit) mid-write
+        if written and tmp.exists() and not path.exists():
+            os.replace(tmp, path)  # stopped between the two renames: the new file is whole, finish the swap
         tmp.unlink(missing_ok=True)
         raise
 

@@ -177,6 +177,24 @@ def test_ctrl_c_during_a_checkpoint_write_leaves_no_litter_and_the_old_one_intac
     assert not list(out.glob("*.tmp")) and (out / "ckpt.pt").read_bytes() == good
 
 
+def test_a_stop_between_the_two_renames_still_leaves_the_new_checkpoint(corpus, tmp_path, monkeypatch):
+    """The window CI once hit: ckpt.pt already renamed to ckpt.prev.pt, the new file not yet in place."""
+    out = tmp_path / "r"
+    run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    ck = load_checkpoint(out / "ckpt.pt")
+    real = os.replace
+
+    def stopped_after_first(src, dst):
+        real(src, dst)
+        monkeypatch.setattr(checkpoint.os, "replace", real)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(checkpoint.os, "replace", stopped_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint({**ck, "step": 99}, out / "ckpt.pt", keep_previous=True)
+    assert not list(out.glob("*.tmp"))
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 99 and load_checkpoint(out / "ckpt.prev.pt")["step"] == 2
+
+
 def test_sigterm_stops_a_run_cleanly_and_it_resumes(corpus, tmp_path):
     out = tmp_path / "r"
     cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus), "--out_dir", str(out),
