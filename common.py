@@ -2,11 +2,14 @@
 precision, the tokenizer, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
 corpus.py, the training loop in trainer.py."""
 import argparse
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -319,6 +322,39 @@ def remove_stale_temporaries(folder):
             tmp.unlink(missing_ok=True)
             gone.append(tmp.name)
     return gone
+
+
+@contextlib.contextmanager
+def hold_folder(path, flag="--out_dir"):
+    """One run per folder: an exclusive lock on <path>/.lock while the run lives. The kernel drops
+    it on any exit, kill -9 included, so a dead run never leaves a lock standing. A second run
+    there is refused in one line naming the holder. A folder made here and left holding only the
+    lock (the run failed before writing) is removed again."""
+    p = Path(path)
+    made = not p.exists()
+    p.mkdir(parents=True, exist_ok=True)
+    f = open(p / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise UserError(f"{flag} {p} is in use by a run that is still going ({holder}); wait for it to "
+                        f"end or give another {flag}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        f.close()  # closing the file releases the lock
+        if made and not ok and [q.name for q in p.iterdir()] == [".lock"]:
+            (p / ".lock").unlink()
+            p.rmdir()
 
 
 def pid_alive(pid):

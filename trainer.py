@@ -12,6 +12,7 @@ hands it to fit(), which runs these steps:
     Run.finish     summary.json, and the process group torn down
 """
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -28,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
-from common import (DTYPES, UserError, autocast, code_version, folder_to_write, integer, keep_freed_memory,
-                    pick_device, pick_dtype, real, remove_stale_temporaries)
+from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer,
+                    keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries)
 from fused_loss import build_model
 from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for, count_params
 
@@ -214,9 +215,6 @@ def life_store(world):
 def settle_settings(args, kind):
     """The checkpoint to resume (or None). A resumed run continues with the settings it was
     started with, except those in RESUME_MAY_CHANGE that this command line gave."""
-    check_args(args)
-    pick_device(args.device)  # a device this machine lacks is refused before anything is read
-    folder_to_write(args.out_dir, "--out_dir")
     ckpt_path = Path(args.out_dir) / "ckpt.pt"
     if restarts() and ckpt_path.exists():  # torchrun restarted the workers: continue the run
         args.resume, args.overwrite = True, False
@@ -417,13 +415,25 @@ def fault(name, rank):
 def fit(args, kind, make_job):
     """Train to args.max_iters (or --max_minutes); make_job(args, rank, world, resumed_config or
     None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
-    if threading.current_thread() is not threading.main_thread():
+    check_args(args)
+    pick_device(args.device)  # a device this machine lacks is refused before anything is read
+    folder_to_write(args.out_dir, "--out_dir")
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # rank 0 holds the folder for all of torchrun's ranks
+    with hold_folder(args.out_dir) if rank0 else nullcontext(), sigterm_exits():
         return train_to_end(args, kind, make_job)
-    # SIGTERM (a scheduler's or torchrun's stop) becomes an exit, so a checkpoint being written is
-    # cleaned up as on Ctrl-C; the checkpoints already on disk are untouched
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """SIGTERM (a scheduler's or torchrun's stop) becomes an exit, so a checkpoint being written is
+    cleaned up as on Ctrl-C; the checkpoints already on disk are untouched. (Main thread only:
+    Python delivers signals there.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        return train_to_end(args, kind, make_job)
+        yield
     finally:
         signal.signal(signal.SIGTERM, before)
 

@@ -221,3 +221,34 @@ def test_a_new_process_removes_the_temporaries_of_dead_ones_only(corpus, tmp_pat
     alive.write_bytes(b"y")
     run_train(corpus, out, "--max_iters", "3", "--eval_interval", "3", "--resume")
     assert not dead.exists() and alive.exists()
+
+
+def test_a_second_run_in_a_running_folder_is_refused_and_a_killed_holder_frees_it(corpus, tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus), "--out_dir", str(out),
+           "--max_iters", "100000", "--eval_interval", "50"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+        deadline = time.time() + 120
+        while not (out / "ckpt.pt").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        for extra in (["--resume"], ["--overwrite", "--seed", "7"]):  # a resume and a clobber, both refused
+            r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)  # unrefused: it trains on
+            assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+            assert "in use" in r.stderr and f"pid {first.pid}" in r.stderr, r.stderr
+    finally:
+        first.kill()  # SIGKILL: no handler runs, the kernel drops the lock
+        first.wait()
+    step = load_checkpoint(out / "ckpt.pt")["step"]
+    r = subprocess.run(cmd[:-4] + ["--max_iters", str(step + 1), "--eval_interval", "1", "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and load_checkpoint(out / "ckpt.pt")["step"] == step + 1, r.stderr
+
+
+def test_a_run_refused_before_writing_leaves_no_folder(tmp_path):
+    out = tmp_path / "new" / "r"
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(tmp_path / "nodata"),
+                        "--out_dir", str(out), "--max_iters", "2"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert not out.exists()
