@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, gpt2_prefix, write_atomic
+from common import ROOT, UserError, gpt2_encoder, gpt2_prefix, sha256_file, write_atomic
 
 PREPARABLE = ("tinystories", "tinyshakespeare", "c4", "gutenberg_children")
 
@@ -31,6 +31,60 @@ def prepare_on_first_use(folder, out_dir):
     load_prepare(folder).prepare(out_dir)
 
 
+def prepared_sha256(path):
+    """The sha256 of a prepared data file, checked against what its preparation recorded in the
+    dataset's meta.json (size first, then hash): a file cut short or changed since is refused in
+    one line that says how to prepare it again. Hashes are cached by size and mtime in the
+    dataset's .sha256.json, so a large corpus is hashed once, not at every run. A file with no
+    record (a folder prepared by hand, or by an older nanodepth) is hashed as it is read."""
+    path = Path(path)
+    folder = next((d for d in (path.parent, path.parent.parent) if (d / "meta.json").is_file()), path.parent)
+    meta = read_meta(folder)
+    rel = path.relative_to(folder).as_posix()
+    rec = meta.get("files", {}).get(rel)
+    if rec is None and f"{path.stem}_sha256" in meta:  # corpora prepared before meta.json had "files"
+        rec = {"bytes": 2 * meta.get(f"{path.stem}_tokens", 0), "sha256": meta[f"{path.stem}_sha256"]}
+    name = meta.get("name", folder.name)
+    script = f"data/{name}/prepare.py" if (ROOT / "data" / name / "prepare.py").is_file() else "data/text/prepare.py"
+    again = f"prepare it again with {script} --out_dir {folder}"
+    size = path.stat().st_size
+    if rec and size != rec["bytes"]:
+        raise UserError(f"{path} holds {size:,} bytes where its preparation wrote {rec['bytes']:,} (cut short "
+                        f"or changed since); {again}")
+    cache_path = folder / ".sha256.json"
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    key = [size, path.stat().st_mtime_ns]
+    if isinstance(cache.get(rel), list) and cache[rel][:2] == key:
+        sha = cache[rel][2]
+    else:
+        sha = sha256_file(path)
+        try:
+            write_atomic(cache_path, json.dumps({**cache, rel: key + [sha]}, indent=1) + "\n")
+        except OSError:  # a read-only data folder: hash again next time
+            pass
+    if rec and sha != rec["sha256"]:
+        raise UserError(f"{path} has sha256 {sha[:12]}... where its preparation wrote {rec['sha256'][:12]}... "
+                        f"(changed since); {again}")
+    return sha
+
+
+def read_meta(folder):
+    """A dataset's meta.json ({} if it has none); a damaged one is refused in one line."""
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is not a dataset's meta.json (damaged?); prepare the dataset again")
+    return meta
+
+
 # --- pretraining corpora ---------------------------------------------------------------------------
 
 def load_corpus(dataset, data_dir="", block_size=1, vocab_size=0):
@@ -45,7 +99,14 @@ def load_corpus(dataset, data_dir="", block_size=1, vocab_size=0):
                             f"{', '.join(PREPARABLE)}, or prepare your own with "
                             f"data/text/prepare.py --name {dataset} --train FILE --val FILE")
         prepare_on_first_use(dataset, data_dir)
-    meta = json.loads((data_dir / "meta.json").read_text()) if (data_dir / "meta.json").is_file() else {}
+    meta = read_meta(data_dir)
+    for split in ("train", "val"):  # provenance is what was read, verified against what was written
+        path = data_dir / f"{split}.bin"
+        if not path.is_file():
+            raise UserError(f"{path} not found; prepare the corpus again")
+        meta[f"{split}_sha256"] = prepared_sha256(path)
+        if path.stat().st_size % 2:
+            raise UserError(f"{path} holds an odd number of bytes, not uint16 tokens; prepare the corpus again")
     train, val = (in_prefix(data_dir / f"{split}.bin", vocab_size) for split in ("train", "val"))
     for split, arr in (("train", train), ("val", val)):
         if len(arr) <= block_size + 1:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, UserError, gpt2_encoder, gpt2_prefix, sha256_file
-from corpus import prepare_on_first_use
+from common import ROOT, UserError, gpt2_encoder, gpt2_prefix
+from corpus import prepare_on_first_use, prepared_sha256
 
 SEP = "\n"  # one GPT-2 token between source and target
 GPT2_SEP = 198
@@ -87,8 +87,8 @@ def split_path(task, split, data_dir=None):
 
 
 def split_sha256(task, split, data_dir=None):
-    """sha256 of the prepared split file, for result files."""
-    return sha256_file(split_path(task, split, data_dir))
+    """sha256 of the prepared split file, verified against its preparation's record, for result files."""
+    return prepared_sha256(split_path(task, split, data_dir))
 
 
 def read_pairs(task, split, data_dir=None):
@@ -100,8 +100,13 @@ def read_pairs(task, split, data_dir=None):
         if data_dir:
             raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
         prepare_on_first_use(task.folder, folder)
+    prepared_sha256(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; re-run data/{task.folder}/prepare.py") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         f = line.split("\t")
         if len(f) not in (2, 3) or not f[0].strip() or not f[1].strip():
             raise UserError(f"{path} line {n}: expected source<TAB>target[<TAB>category]; "

@@ -19,6 +19,15 @@ from common import (Parser, UserError, code_version, folder_to_write, gpt2_encod
 DATA = ROOT / "data"
 
 
+def write_recorded(path, data, files, folder):
+    """Write a prepared file atomically and note its size and sha256 in files (keyed by its path
+    under folder), for meta.json: every job that reads the file checks it against this record."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    write_atomic(path, raw)
+    files[path.relative_to(folder).as_posix()] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
 def mirror_dir(name):
     m = os.environ.get("NANODEPTH_MIRROR")
     return Path(m) / name if m else None
@@ -106,15 +115,15 @@ def write_corpus(out_dir, name, splits, sources, **extra):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, "tokenizer": "tiktoken gpt2", "vocab_size": 50257, "eot": 50256,
-            "sources": sources, "code_version": code_version(), **extra}
+            "sources": sources, "code_version": code_version(), **extra, "files": {}}
     for split, docs in splits.items():
         ids = tokenize(docs)
         if len(ids) == 0:
             raise UserError(f"{name}: the {split} split is empty")
-        write_atomic(out_dir / f"{split}.bin", ids.tobytes())
+        write_recorded(out_dir / f"{split}.bin", ids.tobytes(), meta["files"], out_dir)
         meta[f"{split}_tokens"] = int(len(ids))
         meta[f"{split}_documents"] = len(docs)
-        meta[f"{split}_sha256"] = hashlib.sha256(ids.tobytes()).hexdigest()
+        meta[f"{split}_sha256"] = meta["files"][f"{split}.bin"]["sha256"]
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{name}: " + ", ".join(f"{s} {meta[f'{s}_tokens']:,} tokens" for s in splits) + f" -> {out_dir}")
     return meta
@@ -158,7 +167,7 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
     Writes out_dir/<split>.tsv (source, target, category) and meta.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, counts = [], {}
+    records, counts, written = [], {}, {}
     for split, (name, sha) in files.items():
         raw, rec = Source(task, name, base_url + name, sha).read_all()
         rows = []
@@ -170,11 +179,12 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
             if not src.strip() or not tgt.strip():
                 raise UserError(f"{name} line {n}: empty source or target")
             rows.append(f"{src}\t{tgt}\t{cat}\n")
-        write_atomic(out_dir / f"{split}.tsv", "".join(rows))
+        write_recorded(out_dir / f"{split}.tsv", "".join(rows), written, out_dir)
         records.append({**rec, "split": split})
         counts[split] = len(rows)
     (out_dir / "meta.json").write_text(json.dumps({"name": task, "sources": records, "examples": counts,
-                                                   "code_version": code_version()}, indent=2) + "\n")
+                                                   "files": written, "code_version": code_version()},
+                                                  indent=2) + "\n")
     print(f"{task}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + f" -> {out_dir}")
     return counts
 

@@ -252,3 +252,47 @@ def test_a_run_refused_before_writing_leaves_no_folder(tmp_path):
                         "--out_dir", str(out), "--max_iters", "2"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def copy_corpus(corpus, tmp_path):
+    d = tmp_path / "corpus"
+    shutil.copytree(corpus, d)
+    return d
+
+
+def train_cli(data, out, *extra):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(data),
+                           "--out_dir", str(out), "--max_iters", "1", *extra], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda b: b[:len(b) // 2], "cut short"),          # a full disk mid-copy: half the tokens
+    (lambda b: b[:-1], "cut short"),                     # an odd byte count
+    (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], "changed since"),  # one flipped bit, same size
+])
+def test_damaged_corpus_is_refused_in_one_line(corpus, tmp_path, damage, needle):
+    d = copy_corpus(corpus, tmp_path)
+    assert train_cli(d, tmp_path / "ok").returncode == 0  # hashed and cached while intact
+    (d / "train.bin").write_bytes(damage((d / "train.bin").read_bytes()))
+    r = train_cli(d, tmp_path / "r")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert needle in r.stderr and "prepare it again with data/tinystories/prepare.py" in r.stderr
+
+
+def test_unrecorded_corpus_with_an_odd_size_and_a_damaged_meta_are_refused(corpus, tmp_path):
+    d = copy_corpus(corpus, tmp_path)
+    (d / "meta.json").write_text("{ not json")
+    r = train_cli(d, tmp_path / "r")
+    assert r.returncode == 2 and "meta.json" in r.stderr and "Traceback" not in r.stderr
+    (d / "meta.json").unlink()  # a folder prepared by hand: nothing to check against but the format
+    (d / "train.bin").write_bytes((d / "train.bin").read_bytes()[:-1])
+    r = train_cli(d, tmp_path / "r")
+    assert r.returncode == 2 and "odd number of bytes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_run_records_the_hash_of_what_it_read(corpus, tmp_path):
+    from common import sha256_file
+    d = copy_corpus(corpus, tmp_path)
+    s = run_train(d, tmp_path / "r", "--max_iters", "1")
+    assert s["data"]["train_sha256"] == sha256_file(d / "train.bin")
+    assert s["data"]["val_sha256"] == sha256_file(d / "val.bin")

@@ -219,3 +219,18 @@ def test_evaluate_refuses_a_model_fine_tuned_on_another_task_unless_told(tmp_pat
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["transfer"] and report["trained_on"] == "cogs_vf" and report["results"][0]["n"] == 2
+
+
+def test_a_damaged_prepared_split_is_refused_and_names_the_fix(prepared, tmp_path):
+    import shutil
+    d = tmp_path / "cogs_vf"
+    shutil.copytree(prepared["cogs_vf"], d)
+    assert json.loads((d / "meta.json").read_text())["files"]["dev.tsv"]["bytes"] == (d / "dev.tsv").stat().st_size
+    lines = (d / "dev.tsv").read_text().splitlines(keepends=True)
+    (d / "dev.tsv").write_text("".join(lines[:len(lines) // 2]))  # whole lines gone: it would parse
+    with pytest.raises(UserError, match=r"dev.tsv holds .* bytes where its preparation wrote .*cut short.*"
+                                         r"data/cogs_vf/prepare.py"):
+        tasks.read_split("cogs_vf", "dev", d)
+    (d / "test.tsv").write_text((d / "test.tsv").read_text().replace("cat", "dog", 1))  # same size
+    with pytest.raises(UserError, match="changed since"):
+        tasks.split_sha256("cogs_vf", "test", d)

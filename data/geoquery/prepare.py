@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, code_version, task_main, write_atomic  # noqa: E402
+from fetch import DATA, Source, UserError, code_version, task_main, write_recorded  # noqa: E402
 
 RAW = {  # mirror file -> (upstream URL, sha256 of the verified copy)
     "raw/corpus.xml": ("https://raw.githubusercontent.com/rknaebel/grammar_induction/"
@@ -216,21 +216,21 @@ def build(xml_text, geobase_text):
 
 # --- writing -----------------------------------------------------------------------------------------
 
-def write_tsv(path, rows):
+def write_tsv(path, rows, files, folder):
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "".join(f"{u}\t{f}\n" for u, f in rows))
+    write_recorded(path, "".join(f"{u}\t{f}\n" for u, f in rows), files, folder)
 
 
 def prepare(out_dir=DATA / "geoquery"):
     out_dir = Path(out_dir)
-    records = []
+    records, written = [], {}
     texts = {}
     for name, (url, sha) in RAW.items():
         raw, rec = Source("geoquery", name, url, sha).read_all()
         texts[name] = raw.decode("utf-8")
         records.append(rec)
     rows = build(texts["raw/corpus.xml"], texts["raw/geobase.pl"])
-    write_tsv(out_dir / "all.tsv", rows)
+    write_tsv(out_dir / "all.tsv", rows, written, out_dir)
     for split, (name, url) in SPLITS.items():
         raw, rec = Source("geoquery", name, url, SPLIT_SHA256[name]).read_all()
         records.append(rec)
@@ -238,10 +238,10 @@ def prepare(out_dir=DATA / "geoquery"):
         if sorted(i for part in ids.values() for i in part) != list(range(len(rows))):
             raise UserError(f"{name}: the ids do not cover examples 0-{len(rows) - 1} once each")
         for part, idx in ids.items():
-            write_tsv(out_dir / split / f"{part}.tsv", [rows[i] for i in idx])
+            write_tsv(out_dir / split / f"{part}.tsv", [rows[i] for i in idx], written, out_dir)
     (out_dir / "meta.json").write_text(json.dumps(
         {"name": "geoquery", "sources": records, "examples": len(rows), "splits": list(SPLITS),
-         "code_version": code_version()}, indent=2) + "\n")
+         "files": written, "code_version": code_version()}, indent=2) + "\n")
     print(f"geoquery: {len(rows)} examples, splits {', '.join(SPLITS)} -> {out_dir}")
     return rows
 
