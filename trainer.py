@@ -37,7 +37,8 @@ from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GP
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
 RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "snapshot_steps", "out_dir", "data_dir",
-                     "device", "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype")
+                     "device", "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype",
+                     "new_data")
 
 
 # --- flags ------------------------------------------------------------------------------------------
@@ -75,6 +76,8 @@ def add_training_flags(p, **defaults):
     a("--out_dir", default=d["out_dir"], help="where checkpoints and logs go")
     a("--resume", action="store_true", help="continue the run in out_dir from ckpt.pt")
     a("--overwrite", action="store_true", help="start afresh even if out_dir holds a checkpoint")
+    a("--new_data", action="store_true", help="with --resume: go on with data other than the run's own (another "
+      "dataset or task, or changed files); refused without it, recorded with it")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     a("--dtype", default="auto", choices=DTYPES, help="auto (bf16 on CUDA, on AMX CPUs, and on AVX512-BF16 "
       "CPUs where a quick matmul finds it faster; else fp32), float32, bfloat16")
@@ -230,6 +233,21 @@ def settle_settings(args, kind):
     return resume
 
 
+def check_same_data(before, now, allowed, ckpt_path):
+    """A resume goes on with the data the run started with (the dataset or task and every file's
+    sha256); other data only with --new_data, and then the earlier record stays in the new one."""
+    if not before:  # a checkpoint from before runs recorded their data
+        return
+    ident = lambda d: {k: v for k, v in d.items() if k in ("name", "task") or k.endswith("sha256")}  # noqa: E731
+    changed = sorted(k for k in ident(before).keys() | ident(now).keys() if before.get(k) != now.get(k))
+    if not changed:
+        return
+    if not allowed:
+        raise UserError(f"{ckpt_path} was trained on other data than this resume reads ({', '.join(changed)} "
+                        "differ); resume with the run's own data, or pass --new_data to go on with this")
+    now["resumed_from_data"] = before
+
+
 class Run:
     def __init__(self, args, kind, make_job):
         self.args, self.kind = args, kind
@@ -244,6 +262,8 @@ class Run:
         resumed_cfg = GPTConfig(**resume["model_config"]) if resume else None
         self.job = make_job(args, self.rank, self.world, resumed_cfg)
         self.cfg = resumed_cfg or self.job.config
+        if resume:
+            check_same_data(resume.get("data"), self.job.data, args.new_data, self.ckpt_path)
 
         torch.manual_seed(args.seed)
         self.model = build_model(self.cfg)

@@ -296,3 +296,24 @@ def test_a_run_records_the_hash_of_what_it_read(corpus, tmp_path):
     s = run_train(d, tmp_path / "r", "--max_iters", "1")
     assert s["data"]["train_sha256"] == sha256_file(d / "train.bin")
     assert s["data"]["val_sha256"] == sha256_file(d / "val.bin")
+
+
+def test_a_resume_on_other_data_is_refused_unless_told_and_then_recorded(corpus, tmp_path):
+    out = tmp_path / "r"
+    first = run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
+    moved = copy_corpus(corpus, tmp_path / "moved")  # the same files in another folder: a plain resume
+    assert train_cli(moved, out, "--max_iters", "3", "--resume").returncode == 0
+    other = copy_corpus(corpus, tmp_path / "other")
+    ids = (other / "train.bin").read_bytes()
+    (other / "train.bin").write_bytes(ids[2:] + ids[:2])  # other tokens, and no record to check them by
+    meta = json.loads((other / "meta.json").read_text())
+    meta.pop("files"), meta.pop("train_sha256")
+    (other / "meta.json").write_text(json.dumps(meta))
+    r = train_cli(other, out, "--max_iters", "4", "--resume")
+    assert r.returncode == 2 and "trained on other data" in r.stderr and "train_sha256" in r.stderr, r.stderr
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 3  # nothing trained, nothing written
+    r = train_cli(other, out, "--max_iters", "4", "--resume", "--new_data")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["data"]["train_sha256"] != first["data"]["train_sha256"]
+    assert s["data"]["resumed_from_data"]["train_sha256"] == first["data"]["train_sha256"]
