@@ -126,24 +126,37 @@ def parse_with_recipe(parser, argv, section):
     if not isinstance(values, dict):
         raise UserError(f"--config {path}: \"{section}\" must be an object of flag names and values")
     actions = {a.dest: a for a in parser._actions}
-    for key, value in values.items():
-        if key not in actions or key in ("help", "config"):
-            raise UserError(f"--config {path}: {section}.{key} is not a flag of this script")
-        if actions[key].choices is not None and value not in actions[key].choices:
-            raise UserError(f"--config {path}: {section}.{key} = {value!r}; choose one of "
-                            f"{', '.join(map(str, actions[key].choices))}")
-        if callable(actions[key].type):  # the flag's own domain check, as on the command line
-            try:
-                actions[key].type(str(value))
-            except (argparse.ArgumentTypeError, ValueError) as e:
-                raise UserError(f"--config {path}: {section}.{key} = {value!r}: {e}") from None
-        elif actions[key].nargs == 0 and not isinstance(value, bool):
-            raise UserError(f"--config {path}: {section}.{key} must be true or false, got {value!r}")
+    values = {k: recipe_value(actions, k, v, f"--config {path}: {section}.{k}") for k, v in values.items()}
     given = args.given_flags  # defaults are suppressed there, so the recipe does not change it
     parser.set_defaults(**values)
     args = parser.parse_args(argv)
     args.config_sha256, args.given_flags = sha256_file(path), given
     return args
+
+
+def recipe_value(actions, key, value, where):
+    """A recipe's value for flag `key`, checked as the command line would check it, kind included
+    (a switch takes true or false; a flag that takes a value, a string or a number, never a list,
+    an object or null), and converted by the flag's own type."""
+    act = actions.get(key)
+    if act is None or key in ("help", "config"):
+        raise UserError(f"{where} is not a flag of this script")
+    if act.nargs == 0:
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {json.dumps(value)}")
+        return value
+    kinds = (str,) if act.type is None else (str, int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise UserError(f"{where} = {json.dumps(value)}: give a {'string' if act.type is None else 'number or string'}"
+                        ", as the flag takes on the command line")
+    if callable(act.type):  # the flag's own domain check, as on the command line
+        try:
+            value = act.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            raise UserError(f"{where} = {value!r}: {e}") from None
+    if act.choices is not None and value not in act.choices:
+        raise UserError(f"{where} = {value!r}; choose one of {', '.join(map(str, act.choices))}")
+    return value
 
 
 def given_flags(parser, argv):

@@ -157,3 +157,23 @@ def test_auto_dtype_on_cpu_follows_the_bf16_instructions_and_the_matmul_probe(mo
     assert common.pick_dtype("auto", "cpu") == want
     assert common.pick_dtype("float32", "cpu") == "float32"
 
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"data_dir": ["data", "tinystories"]}, 'pretrain.data_dir = ["data", "tinystories"]: give a string'),
+    ({"init": None}, "pretrain.init = null: give a string"),
+    ({"max_iters": True}, "pretrain.max_iters = true: give a number or string"),
+    ({"max_iters": 2.5}, "pretrain.max_iters = 2.5: expected an integer"),
+    ({"learning_rate": {"peak": 1}}, "give a number or string"),
+    ({"quiet": "yes"}, 'pretrain.quiet must be true or false, got "yes"'),
+    ({"optimizer": "sgd"}, "pretrain.optimizer = 'sgd'; choose one of"),
+    ({"n_layers": 4}, "pretrain.n_layers is not a flag of this script"),
+])
+def test_a_recipe_value_of_the_wrong_kind_is_refused_in_one_line(values, needle, tmp_path, capsys):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"pretrain": values}))
+    with pytest.raises(SystemExit) as e:
+        common.main_guard(lambda: train.main(["--config", str(recipe), "--out_dir", str(tmp_path / "out")]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
