@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
-                    pick_device)
+                    pick_device, save_figure, write_atomic)
 from fused_loss import build_model
 from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params, parse_int_list
 from trainer import lr_at, make_optimizer
@@ -274,7 +274,7 @@ def loss_curves(args, device, cfg):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(Path(args.out or "bench_train.json").with_suffix(".png"), dpi=120)
+    save_figure(fig, Path(args.out or "bench_train.json").with_suffix(".png"))
     return curves
 
 
@@ -468,7 +468,7 @@ def main(argv=None):
     if device.startswith("cuda"):
         result["gpu"] = torch.cuda.get_device_name()
     out = Path(args.out or f"bench_{mode}.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     return result
 

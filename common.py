@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -323,6 +324,13 @@ def write_atomic(path, data):
     except BaseException:  # Ctrl-C and exits too: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_figure(fig, path, dpi=120):
+    """A matplotlib figure written as write_atomic writes: whole or not at all."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    write_atomic(path, buf.getvalue())
 
 
 def remove_stale_temporaries(folder):

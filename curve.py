@@ -24,7 +24,7 @@ import torch
 
 import tasks
 from checkpoint import load_checkpoint, model_from
-from common import ROOT, Parser, UserError, code_version, integer, main_guard, write_atomic
+from common import ROOT, Parser, UserError, code_version, integer, main_guard, save_figure, write_atomic
 from model import GPTConfig
 from sweep import mean_ci, read_csv
 
@@ -170,7 +170,7 @@ def figure(rows, path):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -30,7 +30,6 @@ import re
 import shlex
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 
@@ -39,8 +38,8 @@ import finetune
 import tasks
 import train
 from checkpoint import load_checkpoint
-from common import (ROOT, Parser, UserError, code_version, folder_to_write, integer, main_guard, parse_with_recipe,
-                    pick_device, write_atomic)
+from common import (ROOT, Parser, UserError, folder_to_write, integer, main_guard, parse_with_recipe,
+                    pick_device, save_figure, write_atomic)
 from model import MATCHES, MODEL_CLASSES, config_for, parse_int_list
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
@@ -527,7 +526,7 @@ def summarize(rows, args, root, skipped=(), kept=()):
     lines += paired_differences(main, args, depths)
     lines += control_tables(rows, main, args)
     lines += looped_table(rows, args, depths)
-    (root / "summary.md").write_text("\n".join(lines) + "\n")
+    write_atomic(root / "summary.md", "\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
@@ -639,7 +638,7 @@ def band(ax, depths, ms, hs, label, marker="o"):
     ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], alpha=0.2)
 
 
-def save_figure(ax, path, depths, narrow, ylabel):
+def finish_depth_figure(ax, path, depths, narrow, ylabel):
     """Axis labels, the d_ff < d_model line (where the paper saw perplexity worsen), and the file."""
     import matplotlib.pyplot as plt
     if narrow:
@@ -652,7 +651,7 @@ def save_figure(ax, path, depths, narrow, ylabel):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=120)
+    save_figure(ax.figure, path)
     plt.close(ax.figure)
 
 
@@ -696,7 +695,7 @@ def figures(rows, args, root, ranks=None):
         for label, subset, key, task, scale in lines:
             band(ax, depths, *mean_series(subset, depths, key, task, scale), label)
         ax.set_title(title)
-        save_figure(ax, root / path, depths, narrow, ylabel)
+        finish_depth_figure(ax, root / path, depths, narrow, ylabel)
 
 
 def main(argv=None):
@@ -711,12 +710,12 @@ def main(argv=None):
             if (x["n_layer"], x["seed"]) not in mine:
                 ranks.setdefault((x["n_layer"], x["matrix"]), []).append(
                     {k: v for k, v in x.items() if k not in ("n_layer", "matrix")})
-        (sweep.root / "ffn_rank.json").write_text(json.dumps(
+        write_atomic(sweep.root / "ffn_rank.json", json.dumps(
             [{"n_layer": d, "matrix": m, **x} for (d, m), xs in sorted(ranks.items()) for x in xs], indent=1))
     print(summarize(rows, args, sweep.root, sweep.skipped, sweep.kept))
     figures(rows, args, sweep.root, ranks)
     # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given
-    (sweep.root / "command.txt").write_text(shlex.join(
+    write_atomic(sweep.root / "command.txt", shlex.join(
         ["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])]) + "\n")
     print(f"wrote {sweep.root}/results.csv, summary.md and figures")
     return rows

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer,
-                    keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries)
+                    keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries, write_atomic)
 from fused_loss import build_model
 from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for, count_params
 
@@ -402,7 +402,7 @@ class Run:
                    "val_ppl": math.exp(metrics["val_loss"]) if metrics else None,
                    "best_val_loss": self.best, "train_seconds": seconds, "tokens_per_s_last": tok_s}
         if self.master:
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.close()
         return summary
 

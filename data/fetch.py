@@ -124,7 +124,7 @@ def write_corpus(out_dir, name, splits, sources, **extra):
         meta[f"{split}_tokens"] = int(len(ids))
         meta[f"{split}_documents"] = len(docs)
         meta[f"{split}_sha256"] = meta["files"][f"{split}.bin"]["sha256"]
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     print(f"{name}: " + ", ".join(f"{s} {meta[f'{s}_tokens']:,} tokens" for s in splits) + f" -> {out_dir}")
     return meta
 
@@ -182,9 +182,8 @@ def prepare_pairs(task, base_url, files, parse, out_dir):
         write_recorded(out_dir / f"{split}.tsv", "".join(rows), written, out_dir)
         records.append({**rec, "split": split})
         counts[split] = len(rows)
-    (out_dir / "meta.json").write_text(json.dumps({"name": task, "sources": records, "examples": counts,
-                                                   "files": written, "code_version": code_version()},
-                                                  indent=2) + "\n")
+    meta = {"name": task, "sources": records, "examples": counts, "files": written, "code_version": code_version()}
+    write_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     print(f"{task}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + f" -> {out_dir}")
     return counts
 

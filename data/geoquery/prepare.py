@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fetch import DATA, Source, UserError, code_version, task_main, write_recorded  # noqa: E402
+from fetch import DATA, Source, UserError, code_version, task_main, write_atomic, write_recorded  # noqa: E402
 
 RAW = {  # mirror file -> (upstream URL, sha256 of the verified copy)
     "raw/corpus.xml": ("https://raw.githubusercontent.com/rknaebel/grammar_induction/"
@@ -239,7 +239,7 @@ def prepare(out_dir=DATA / "geoquery"):
             raise UserError(f"{name}: the ids do not cover examples 0-{len(rows) - 1} once each")
         for part, idx in ids.items():
             write_tsv(out_dir / split / f"{part}.tsv", [rows[i] for i in idx], written, out_dir)
-    (out_dir / "meta.json").write_text(json.dumps(
+    write_atomic(out_dir / "meta.json", json.dumps(
         {"name": "geoquery", "sources": records, "examples": len(rows), "splits": list(SPLITS),
          "files": written, "code_version": code_version()}, indent=2) + "\n")
     print(f"geoquery: {len(rows)} examples, splits {', '.join(SPLITS)} -> {out_dir}")
