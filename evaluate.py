@@ -144,6 +144,7 @@ def main(argv=None):
         print_table(task, results)
         name = f"eval_{task.name}" + (f"_limit{args.limit}" if args.limit else "")
     out = Path(args.out) if args.out else ckpt_path.parent / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked writable before the scoring began
     write_atomic(out, json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     return report

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from common import ROOT, UserError, gpt2_encoder, gpt2_prefix
-from corpus import prepare_on_first_use, prepared_sha256
+from corpus import prepare_on_first_use, prepared_sha256, read_meta
 
 SEP = "\n"  # one GPT-2 token between source and target
 GPT2_SEP = 198
@@ -100,6 +100,11 @@ def read_pairs(task, split, data_dir=None):
         if data_dir:
             raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
         prepare_on_first_use(task.folder, folder)
+    made_for = read_meta(folder).get("name", task.folder)
+    if made_for != task.folder:  # the split files of the tasks share names (train.tsv, ...)
+        hint = f" (or --task {made_for})" if made_for in TASKS else ""
+        raise UserError(f"{folder} holds {made_for}, not {task.folder}: give the folder that "
+                        f"data/{task.folder}/prepare.py wrote{hint}")
     prepared_sha256(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -185,9 +185,9 @@ def test_cached_and_cache_free_decoding_agree_on_a_trained_model(prepared, tmp_p
     assert len(set(fast)) > 1 and any(len(p.split()) > 3 for p in fast)  # a trained model, not a constant
     r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(out), "--task", "cogs",
                         "--data_dir", str(prepared["cogs"]), "--limit", "16", "--split", "gen",
-                        "--out", str(tmp_path / "e.json")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    report = json.loads((tmp_path / "e.json").read_text())
+                        "--out", str(tmp_path / "new" / "e.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr  # --out in a folder not there yet: made, as the file is written
+    report = json.loads((tmp_path / "new" / "e.json").read_text())
     assert report["results"][0]["n"] == 16 and len(report["results"][0]["predictions"]) == 16
     assert report["code_version"] and report["results"][0]["sha256"] and report["seed"] == 0
 
@@ -234,3 +234,9 @@ def test_a_damaged_prepared_split_is_refused_and_names_the_fix(prepared, tmp_pat
     (d / "test.tsv").write_text((d / "test.tsv").read_text().replace("cat", "dog", 1))  # same size
     with pytest.raises(UserError, match="changed since"):
         tasks.split_sha256("cogs_vf", "test", d)
+
+
+def test_a_task_read_from_another_tasks_folder_is_refused(prepared):
+    # COGS and COGS-vf name their splits alike: without the check one trains on the other's data
+    with pytest.raises(UserError, match=r"holds cogs_vf, not cogs: .*data/cogs/prepare.py wrote \(or --task cogs_vf\)"):
+        tasks.read_split("cogs", "train", prepared["cogs_vf"])
