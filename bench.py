@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 
 from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
-                    pick_device, save_figure, write_atomic)
+                    parse_int_list, pick_device, save_figure, write_atomic)
 from fused_loss import build_model
-from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params, parse_int_list
+from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params
 from trainer import lr_at, make_optimizer
 
 

@@ -68,6 +68,22 @@ def integer(lo=None, hi=None):
     return parse
 
 
+def parse_int_list(text, what):
+    """[1, 2, 4] from "1,2,4"; ValueError naming `what` otherwise."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} is empty")
+    if min(values) < 0:
+        raise ValueError(f"{what} must be non-negative; got {text!r}")
+    if len(set(values)) < len(values):  # a repeated seed would table one run twice, as two seeds
+        raise ValueError(f"{what} names {sorted(v for v in set(values) if values.count(v) > 1)} more than once; "
+                         f"got {text!r}")
+    return values
+
+
 def real(lo=None, hi=None, above=None):
     """An argparse type: a finite number in [lo, hi] (and > above)."""
     def parse(text):

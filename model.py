@@ -15,7 +15,6 @@ the compute of n_layer.
 
 Run `python model.py --model_class 41M` for a class's depth/width table.
 """
-import argparse
 import json
 import math
 import sys
@@ -54,25 +53,18 @@ class GPTConfig:
     def __post_init__(self):
         if self.tokens:  # a task or word vocabulary: one embedding row per token it holds
             self.vocab_size = len(self.tokens)
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
-        if not self.pos:
-            self.pos = "t5" if self.block == "paper" else "learned"
-        if self.pos not in POSITIONS:
-            raise ValueError(f"unknown pos {self.pos!r}; choose one of {', '.join(POSITIONS)}")
+        check_choice("block", self.block, BLOCKS)
+        paper = self.block == "paper"  # the placeholders take the block's own value
+        self.pos, self.init = self.pos or ("t5" if paper else "learned"), self.init or ("t5x" if paper else "gpt2")
+        if self.tie_embeddings < 0:
+            self.tie_embeddings = int(not paper)
+        self.n_unique = self.n_unique or self.n_layer
+        for name, value, allowed in (("pos", self.pos, POSITIONS), ("rel_bias", self.rel_bias, REL_BIAS),
+                                     ("init", self.init, INITS)):
+            check_choice(name, value, allowed)
+        check_loop(self.n_layer, self.n_unique)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if not self.init:
-            self.init = "t5x" if self.block == "paper" else "gpt2"
-        if self.tie_embeddings < 0:
-            self.tie_embeddings = int(self.block == "gpt2")
-        if not self.n_unique:
-            self.n_unique = self.n_layer
-        if not 1 <= self.n_unique <= self.n_layer:
-            raise ValueError(f"n_unique must be between 1 and n_layer ({self.n_layer}), got {self.n_unique}")
-        for name, value, allowed in (("rel_bias", self.rel_bias, REL_BIAS), ("init", self.init, INITS)):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
 
     @property
     def tied(self):
@@ -88,6 +80,18 @@ MATCHES = ("params", "compute")
 POSITIONS = ("t5", "learned", "rope")
 REL_BIAS = ("per_layer", "shared")
 INITS = ("t5x", "gpt2")
+
+
+def check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def check_loop(n_layer, n_unique):
+    if n_layer < 1:
+        raise ValueError(f"n_layer must be at least 1, got {n_layer}")
+    if not 1 <= n_unique <= n_layer:
+        raise ValueError(f"n_unique must be between 1 and n_layer ({n_layer}), got {n_unique}")
 
 # ----------------------------------------------------------------------------------------------
 # Parameter matching (Petty et al. 2024, section 3): depth is traded against d_ff alone. d_model,
@@ -140,17 +144,11 @@ def config_for(model_class, n_layer, quiet=False, n_unique=0, match="params", **
     Looped (0 < n_unique < n_layer), d_ff is that of an unlooped model of depth n_unique
     (match="params": the class's parameter count, the compute of n_layer applications) or of depth
     n_layer (match="compute": the depth-n_layer model's FLOPs, fewer parameters)."""
-    if match not in MATCHES:
-        raise ValueError(f"unknown match {match!r}; choose one of {', '.join(MATCHES)}")
-    if model_class not in MODEL_CLASSES:
-        raise ValueError(f"unknown model class {model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
     block = overrides.get("block", "paper")
-    if block not in BLOCKS:
-        raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
-    if n_layer < 1:
-        raise ValueError(f"n_layer must be at least 1, got {n_layer}")
-    if not 0 <= n_unique <= n_layer:
-        raise ValueError(f"n_unique must be between 1 and n_layer ({n_layer}), got {n_unique}")
+    for name, value, allowed in (("match", match, MATCHES), ("model class", model_class, MODEL_CLASSES),
+                                 ("block", block, BLOCKS)):
+        check_choice(name, value, allowed)
+    check_loop(n_layer, n_unique or n_layer)
     looped = 0 < n_unique < n_layer
     d_ff = d_ff_for(model_class, n_unique if looped and match == "params" else n_layer, block)
     if d_ff < 1:
@@ -445,96 +443,54 @@ class GPT(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line: the class table
+# Command line: a class's table (python model.py --model_class 41M --vocab_size 32128)
 
-def class_table(model_class, depths, vocab_size=GPT2_VOCAB, block="paper", context=None, rel_bias="per_layer",
-                n_unique=0, match="params"):
+def class_table(model_class, depths, context=None, n_unique=0, **overrides):
     rows = []
     for n in depths:
-        cfg = config_for(model_class, n, vocab_size=vocab_size, block=block, quiet=True, rel_bias=rel_bias,
-                         n_unique=min(n_unique, n), match=match)
+        cfg = config_for(model_class, n, quiet=True, n_unique=min(n_unique, n), **overrides)
         c = count_params(cfg, context)
         rows.append({"n_layer": n, "n_unique": cfg.n_unique, "d_model": cfg.d_model, "n_head": cfg.n_head,
                      "d_ff": cfg.d_ff, "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3),
                      "rel_bias_tables": cfg.n_rel_tables, "params_total": c["total"],
-                     "params_non_embedding": c["non_embedding"],
-                     "flops_per_token": c["forward_flops_per_token"]})
+                     "params_non_embedding": c["non_embedding"], "flops_per_token": c["forward_flops_per_token"]})
     return rows
 
 
-def parse_int_list(text, what):
-    """[1, 2, 4] from "1,2,4"; ValueError naming `what` otherwise."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
-    if not values:
-        raise ValueError(f"{what} is empty")
-    if min(values) < 0:
-        raise ValueError(f"{what} must be non-negative; got {text!r}")
-    if len(set(values)) < len(values):  # a repeated seed would table one run twice, as two seeds
-        raise ValueError(f"{what} names {sorted(v for v in set(values) if values.count(v) > 1)} more than once; "
-                         f"got {text!r}")
-    return values
-
-
-def fail(msg):
-    """Bad input: one line on stderr, exit code 2 (as common.fail, which model.py cannot import)."""
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, as the other scripts (common.Parser)
-        fail(f"{message} (see --help)")
-
-
 def main(argv=None):
-    p = Parser(description="Print a size class's table: at each depth, the d_ff "
-                                "that keeps the class's parameter count, and what that costs.")
-    p.add_argument("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help=f"size class: {', '.join(MODEL_CLASSES)}")
-    p.add_argument("--vocab_size", type=int, default=GPT2_VOCAB,
+    from common import Parser, UserError, integer, parse_int_list  # the model itself needs nothing of the project
+    p = Parser(description="A size class's table: at each depth, the d_ff that keeps the class's parameter "
+               "count, and what that costs.")
+    p.add_argument("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help="size class")
+    p.add_argument("--vocab_size", type=integer(1), default=GPT2_VOCAB,
                    help="vocabulary size (GPT-2 BPE: 50257; the paper's T5 vocabulary: 32128)")
-    p.add_argument("--depths", default=None, help="comma-separated depths (default: the class's list)")
+    p.add_argument("--depths", default="", help="comma-separated depths (default: the class's list)")
     p.add_argument("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
     p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
                    "(T5X at the paper's time; 32 x n_head each) or shared (one, the paper's totals)")
-    p.add_argument("--n_unique", type=int, default=0, help="looped: this many distinct blocks, cycled over "
-                   "each depth's applications (0: every block distinct)")
+    p.add_argument("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks, cycled "
+                   "over each depth's applications (0: every block distinct)")
     p.add_argument("--match", default="params", choices=MATCHES, help="looped d_ff: an unlooped depth-n_unique "
                    "model's (params: the class's parameters) or the depth's own (compute: its FLOPs)")
-    p.add_argument("--context", type=int, default=1024, help="context length used for attention FLOPs "
-                   "(flops_per_token: forward pass)")
+    p.add_argument("--context", type=integer(1), default=1024, help="context length for attention FLOPs")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     a = p.parse_args(argv)
-    if a.model_class not in MODEL_CLASSES:
-        fail(f"unknown --model_class {a.model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
-    if a.block not in BLOCKS:
-        fail(f"unknown --block {a.block!r}; choose one of {', '.join(BLOCKS)}")
-    if a.vocab_size < 1:
-        fail(f"--vocab_size must be positive, got {a.vocab_size}")
-    if a.n_unique < 0 or a.context < 1:
-        fail("--n_unique must be 0 or more and --context at least 1")
-    if a.depths:
-        try:
-            depths = parse_int_list(a.depths, "--depths")
-        except ValueError as e:
-            fail(str(e))
-    else:  # the class's list, less the depths this block cannot reach
-        depths = [n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
-    for n in depths:
-        if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
-            fail(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 to "
-                 f"{deepest(a.model_class, a.block)}")
-    rows = class_table(a.model_class, depths, a.vocab_size, a.block, a.context, a.rel_bias, a.n_unique, a.match)
-    if a.json:
-        print(json.dumps(rows))
-        return
+    try:  # the class's list by default, less the depths this block cannot reach
+        depths = parse_int_list(a.depths, "--depths") if a.depths else [
+            n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
+        bad = [n for n in depths if n < 1 or d_ff_for(a.model_class, n, a.block) < 1]
+        if bad:
+            raise ValueError(f"depth {bad[0]} is impossible for class {a.model_class}; allowed depths are 1 to "
+                             f"{deepest(a.model_class, a.block)}")
+        rows = class_table(a.model_class, depths, a.context, a.n_unique, vocab_size=a.vocab_size, block=a.block,
+                           rel_bias=a.rel_bias, match=a.match)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     keys = list(rows[0])
-    print(" | ".join(keys))
-    for r in rows:
-        print(" | ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in keys))
+    print(json.dumps(rows) if a.json else "\n".join([" | ".join(keys)] + [
+        " | ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in keys) for r in rows]))
 
 
 if __name__ == "__main__":
-    main()
+    from common import main_guard
+    main_guard(main)

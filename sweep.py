@@ -39,8 +39,8 @@ import tasks
 import train
 from checkpoint import load_checkpoint
 from common import (ROOT, Parser, UserError, folder_to_write, integer, main_guard, parse_with_recipe,
-                    pick_device, save_figure, write_atomic)
-from model import MATCHES, MODEL_CLASSES, config_for, parse_int_list
+                    parse_int_list, pick_device, save_figure, write_atomic)
+from model import MATCHES, MODEL_CLASSES, config_for
 
 # two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,

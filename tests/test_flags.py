@@ -101,7 +101,7 @@ CASES = [
     ("bench", ["--steps", "0"], "argument --steps: must be >= 1"),
     ("bench", ["--block_size", "1"], "argument --block_size: must be >= 2"),
     ("bench", ["--depths", "0"], "n_layer must be at least 1"),
-    ("model", ["--vocab_size", "0"], "--vocab_size must be positive"),
+    ("model", ["--vocab_size", "0"], "argument --vocab_size: must be >= 1"),
     ("model", ["--match", "flops"], "argument --match: invalid choice"),
     ("model", ["--model_class", "99M"], "invalid choice: '99M'"),
     ("tinystories", ["--out_dir", "{tmp}/ts", "--max_mb", "0"], "argument --max_mb: must be > 0"),

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 import model as new  # noqa: E402
+from common import parse_int_list  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--old", required=True, help="the other model.py")
@@ -35,7 +36,7 @@ def tps(mod, n, compiled=False):
                              a.batch_size * a.block_size, a.device)
 
 
-cases = [(n, False) for n in new.parse_int_list(a.depths, "--depths")]
+cases = [(n, False) for n in parse_int_list(a.depths, "--depths")]
 if a.compile_depth:
     cases.append((a.compile_depth, True))
 for n, compiled in cases:
