@@ -35,7 +35,6 @@ import torch
 
 from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
                     parse_int_list, pick_device, save_figure, write_atomic)
-from fused_loss import build_model
 from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params
 from trainer import lr_at, make_optimizer
 
@@ -125,7 +124,7 @@ def train_steps(step, steps, tokens, device):
 
 
 def nanodepth_step(cfg, args, device, dtype, compile_=False):
-    model = build_model(cfg).to(device)
+    model = GPT(cfg).to(device)
     opt = make_optimizer(model, device, "adamw", 1e-3)
     fwd = torch.compile(model) if compile_ else model
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
@@ -227,7 +226,7 @@ def loss_curves(args, device, cfg):
     from corpus import eval_windows, get_batch, load_corpus
     train_data, val_data, _ = load_corpus("tinystories", "", args.block_size)
     val_batches = eval_windows(val_data, args.block_size, 160, 8)
-    models = {"nanodepth": build_model(cfg).to(device)}
+    models = {"nanodepth": GPT(cfg).to(device)}
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
         models["transformers GPT2LMHeadModel"] = GPT2LMHeadModel(GPT2Config(
@@ -332,7 +331,7 @@ def finetune_step(cfg, batches, device, dtype):
     """One step of the study's fine-tuning recipe (Adafactor 1e-2, z-loss 1e-4, clip 1) on batches
     drawn as the run draws them; a fixed data seed, so every contender sees its own same batches."""
     torch.manual_seed(0)
-    model = build_model(cfg).to(device)
+    model = GPT(cfg).to(device)
     opt = make_optimizer(model, device, "adafactor", 1e-2)
     gen = torch.Generator().manual_seed(0)
 
@@ -355,8 +354,8 @@ def same_loss(old_vocab, new_vocab, train, device):
 
     import tasks
     torch.manual_seed(0)
-    full = build_model(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True)).eval()
-    cut = build_model(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True,
+    full = GPT(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True)).eval()
+    cut = GPT(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True,
                                  vocab="task", tokens=new_vocab.tokens)).eval()
     state = full.state_dict()
     keep = torch.tensor(new_vocab.tokens)
@@ -427,7 +426,7 @@ def bench_eval(args, device):
     if args.ckpt:
         model, _ = load_model(args.ckpt, device, context=need)
     else:
-        model = build_model(config_for("tiny", 2, block_size=max(1024, need))).to(device).eval()
+        model = GPT(config_for("tiny", 2, block_size=max(1024, need))).to(device).eval()
     examples = random.Random(0).sample(gen, min(args.limit, len(gen)))
     out = {}
     for cache in (True, False):

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from common import UserError
-from fused_loss import build_model
-from model import GPTConfig
+from model import GPT, GPTConfig
 
 CKPT_FORMAT = "nanodepth-2"
 LEGACY_FORMATS = ("nanodepth-1",)  # written before checksums: loaded without verification
@@ -141,7 +140,7 @@ def load_model(path, device="cpu", context=0, **overrides):
 def model_from(ck, path, device="cpu", context=0, **overrides):
     """The model of a loaded checkpoint `ck` (read from `path`), as load_model makes it."""
     cfg = stretch_context(GPTConfig(**{**ck["model_config"], **overrides}), context)
-    model = build_model(cfg)
+    model = GPT(cfg)
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:

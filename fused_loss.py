@@ -1,40 +1,23 @@
 """
-The output head and its cross-entropy, fused and in chunks of tokens: the speed path behind
-GPT.loss (model.py), numerically equal to the plain masked cross-entropy there
-(tests/test_model.py::test_chunked_loss_matches_plain).
+The output head and its cross-entropy, fused and in chunks of tokens: the speed path of
+GPT.loss (model.py, taken when GPTConfig.loss_chunk is not 0), numerically equal to the plain
+masked cross-entropy written there (tests/test_fused_loss.py).
 
-Why: the whole (tokens x 50k) logits tensor dominates a small model's step, on a CPU in memory
-traffic and on a GPU in fp32 copies. build_model() is what every job uses to make a model: the
-GPT of model.py with this loss attached (GPTConfig.loss_chunk: 0 keeps the plain loss).
+Why: the whole (tokens x vocabulary) logits tensor dominates a small model's step, on a CPU in
+memory traffic and on a GPU in fp32 copies.
 """
 import torch
 
-from model import GPT
 
-
-def build_model(cfg):
-    """A GPT whose loss is the fused one unless cfg.loss_chunk is 0."""
-    model = GPT(cfg)
-    if cfg.loss_chunk:
-        model.head_loss = FusedHeadLoss(cfg.loss_chunk)
-    return model
-
-
-class FusedHeadLoss:
-    """head_loss(h, w, targets, z_loss) for GPT.loss: the mean cross-entropy of h @ w.T, made
-    chunk by chunk in the autocast precision. chunk < 0: measured best, 256 tokens on a CPU
-    (small buffers stay in cache) and 8192 on a GPU (large matmuls), results/PERFORMANCE.md."""
-
-    def __init__(self, chunk):
-        self.chunk = chunk
-
-    def __call__(self, h, w, targets, z_loss=0.0):
-        dev = h.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
-        chunk = self.chunk if self.chunk > 0 else (256 if dev == "cpu" else 8192)
-        with torch.autocast(dev, enabled=False):
-            return ChunkedCrossEntropy.apply(h, w, targets, chunk, dtype, z_loss)
-
+def fused_head_loss(h, w, targets, z_loss=0.0, chunk=-1):
+    """The mean cross-entropy of h @ w.T, made chunk by chunk in the autocast precision. chunk < 0:
+    measured best, 256 tokens on a CPU (small buffers stay in cache) and 8192 on a GPU (large
+    matmuls), results/PERFORMANCE.md."""
+    dev = h.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+    chunk = chunk if chunk > 0 else (256 if dev == "cpu" else 8192)
+    with torch.autocast(dev, enabled=False):
+        return ChunkedCrossEntropy.apply(h, w, targets, chunk, dtype, z_loss)
 
 
 class ChunkedCrossEntropy(torch.autograd.Function):

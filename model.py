@@ -47,8 +47,8 @@ class GPTConfig:
     tie_embeddings: int = -1        # 1: output head = input embedding; 0: untied; -1: the block's own
     dropout: float = 0.0
     n_unique: int = 0               # distinct blocks, cycled over the n_layer applications; 0 = n_layer
-    loss_chunk: int = -1            # fused head + loss (fused_loss.py): tokens per chunk; 0 = the
-                                    # plain loss below, -1 = measured best for the device
+    loss_chunk: int = -1            # the speed path of GPT.loss (fused_loss.py): tokens per chunk;
+                                    # 0 = the plain loss written in GPT.loss, -1 = best for the device
 
     def __post_init__(self):
         if self.tokens:  # a task or word vocabulary: one embedding row per token it holds
@@ -302,7 +302,6 @@ class GPT(nn.Module):
         if cfg.tied:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_t5x if cfg.init == "t5x" else self._init_gpt2)
-        self.head_loss = None  # a fused head + loss plugs in here (fused_loss.py)
 
     def _init_t5x(self, module):
         # T5X: every dense kernel std 1/sqrt(fan_in) (truncated normal), so each layer's output
@@ -396,13 +395,16 @@ class GPT(nn.Module):
     def loss(self, x, targets, z_loss=0.0):
         """The masked cross-entropy: mean over the positions whose target is not -1 (fine-tuning
         marks everything but the answer -1: minGPT's adder). z_loss adds T5X's z_loss * log(Z)^2.
-        head_loss, when set (fused_loss.build_model sets it), computes the same numbers faster."""
+        loss_chunk != 0 takes the speed path: the same numbers from fused_loss.py, which never
+        holds all the logits at once (tests/test_fused_loss.py proves them equal)."""
         keep = targets.reshape(-1) != -1  # only answer tokens carry loss: drop the rest first
         h, t = x.reshape(-1, x.size(-1))[keep], targets.reshape(-1)[keep]
-        if self.head_loss is not None:
-            return self.head_loss(h, self.lm_head.weight, t, z_loss)
-        logits = self.lm_head(h).float()
-        return F.cross_entropy(logits, t) + z_loss * logits.logsumexp(-1).square().mean()
+        if self.config.loss_chunk:
+            from fused_loss import fused_head_loss
+            return fused_head_loss(h, self.lm_head.weight, t, z_loss, self.config.loss_chunk)
+        logits = self.lm_head(h).float()  # a no-op in fp32; under bf16 autocast the loss is taken in fp32
+        loss = F.cross_entropy(logits, t)
+        return loss + z_loss * logits.logsumexp(-1).square().mean() if z_loss else loss
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,

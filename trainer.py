@@ -31,8 +31,8 @@ from tqdm import tqdm
 from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
 from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer,
                     keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries, write_atomic)
-from fused_loss import build_model
-from model import BLOCKS, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for, count_params
+from model import (BLOCKS, GPT, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for,
+                   count_params)
 
 OPTIMIZERS = ("adamw", "adafactor")
 # what a resumed run may change when the command line gives it; everything else is the run's own
@@ -266,7 +266,7 @@ class Run:
             check_same_data(resume.get("data"), self.job.data, args.new_data, self.ckpt_path)
 
         torch.manual_seed(args.seed)
-        self.model = build_model(self.cfg)
+        self.model = GPT(self.cfg)
         if self.job.init and not resume:
             self.job.init(self.model)
         self.model.to(self.device)

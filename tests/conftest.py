@@ -18,8 +18,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from corpus import load_prepare  # noqa: E402
-from fused_loss import build_model  # noqa: E402
-from model import GPTConfig  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
 
 
 @lru_cache(maxsize=None)
@@ -41,9 +40,9 @@ def pytest_runtest_setup(item):
 
 def small_model(block="paper", pos="", vocab=101, **kw):
     """A two-layer model small enough for exact comparisons, the same weights every call, built as
-    the jobs build it (loss_chunk=0: the plain loss of model.py)."""
+    the jobs build it (with the fused loss, loss_chunk=-1, unless told loss_chunk=0)."""
     torch.manual_seed(0)
-    return build_model(GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=vocab, block_size=64,
+    return GPT(GPTConfig(n_layer=2, n_head=2, d_model=32, d_ff=40, vocab_size=vocab, block_size=64,
                          block=block, pos=pos, **kw))
 
 

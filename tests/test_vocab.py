@@ -16,8 +16,7 @@ import finetune
 import tasks
 from checkpoint import load_checkpoint, load_model
 from common import UserError
-from fused_loss import build_model
-from model import config_for
+from model import GPT, config_for
 
 ROWS = [("A cat ran .", "run ( agent = cat )", "in_distribution"),
         ("Emma saw a dog .", "see ( agent = Emma , theme = dog )", "in_distribution"),
@@ -59,8 +58,8 @@ def test_the_cut_model_is_the_full_model_restricted_to_the_tasks_tokens():
     the cross-entropy of the full model's logits over those columns (the function is unchanged)."""
     v = tasks.Vocab.build("task", ROWS)
     torch.manual_seed(0)
-    full = build_model(config_for("tiny", 2, block_size=64, tie_embeddings=0, quiet=True)).eval()
-    cut = build_model(config_for("tiny", 2, block_size=64, tie_embeddings=0, quiet=True,
+    full = GPT(config_for("tiny", 2, block_size=64, tie_embeddings=0, quiet=True)).eval()
+    cut = GPT(config_for("tiny", 2, block_size=64, tie_embeddings=0, quiet=True,
                                  vocab="task", tokens=v.tokens)).eval()
     assert cut.wte.weight.shape[0] == v.size and cut.lm_head.weight.shape[0] == v.size
     keep = torch.tensor(v.tokens)
@@ -112,7 +111,7 @@ def test_bucketed_batches_pad_little_keep_every_example_equally_likely_and_repla
 def test_padding_does_not_change_the_loss():
     """Bucketing changes how much padding a batch has, never the loss of its examples."""
     torch.manual_seed(0)
-    model = build_model(config_for("tiny", 2, block_size=128, vocab_size=320, quiet=True)).eval()
+    model = GPT(config_for("tiny", 2, block_size=128, vocab_size=320, quiet=True)).eval()
     ex = synthetic(6)[:3]
     x, y = tasks.train_batch(ex, 0)
     longer = ex + [tasks.Example("l", "l", "c", list(range(1, 40)), [5, 0])]
@@ -194,7 +193,7 @@ def test_packed_examples_give_the_loss_they_give_unpacked():
     """Packing lays examples end to end; the block-diagonal mask must keep each to itself, T5's
     relative bias included, so the loss over their answers is the loss of the padded batch."""
     torch.manual_seed(0)
-    model = build_model(config_for("tiny", 2, block_size=128, vocab_size=320, quiet=True)).eval()
+    model = GPT(config_for("tiny", 2, block_size=128, vocab_size=320, quiet=True)).eval()
     ex = synthetic(40)[::3]
     x, y = tasks.train_batch(ex, 0)
     px, py, seg = tasks.packed_batch(ex, 0)
