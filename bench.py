@@ -26,6 +26,7 @@ Evaluation decoding, with and without the KV cache, on COGS gen:
 Each mode prints a table and writes a JSON file (--out).
 """
 import argparse
+import importlib.util
 import json
 import statistics
 import time
@@ -62,6 +63,8 @@ def get_args(argv=None):
     a("--curve", type=integer(0), default=0, help="--train: also train nanodepth and the peers for N steps on "
       "TinyStories with the same batches and schedule, and compare their loss curves")
     a("--no_peers", action="store_true", help="--train: measure nanodepth only")
+    a("--nanogpt", default="", help="--train: also nanoGPT's own model.py, from this path (a checkout of "
+      "karpathy/nanoGPT)")
     a("--ckpt", default="", help="--eval: a fine-tuned checkpoint (default: a random tiny model)")
     a("--limit", type=integer(1), default=500, help="--eval: COGS gen examples")
     a("--device", default="auto", help="auto, cpu or cuda")
@@ -139,10 +142,14 @@ def nanodepth_step(cfg, args, device, dtype, compile_=False):
     return step
 
 
+PEER_VOCAB = 50304  # nanoGPT's default: GPT-2's 50,257 padded to a multiple of 64
+
+
 def nanogpt_step(args, device):
-    """nanoGPT's model and loss in nanodepth's code: the gpt2 block, all logits, cross-entropy, fp32."""
+    """nanoGPT's model and loss in nanodepth's code: the gpt2 block, all logits, cross-entropy, fp32:
+    GPT(cfg) on its plain path (loss_chunk 0), the path a student reads."""
     cfg = GPTConfig(n_layer=args.n_layer, n_head=2, d_model=128, d_ff=512, block="gpt2",
-                    block_size=args.block_size, loss_chunk=0)
+                    block_size=args.block_size, loss_chunk=0, vocab_size=PEER_VOCAB)
     model = GPT(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, args.block_size), device=device)
@@ -155,15 +162,34 @@ def nanogpt_step(args, device):
     return step, cfg
 
 
+def nanogpt_own_step(args, device):
+    """nanoGPT's own model.py (--nanogpt: a file from a checkout of karpathy/nanoGPT, read here and
+    never copied into the project) at the same shapes, trained as its train.py trains it."""
+    spec = importlib.util.spec_from_file_location("nanogpt_model", args.nanogpt)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.GPT(mod.GPTConfig(block_size=args.block_size, vocab_size=PEER_VOCAB, n_layer=args.n_layer,
+                                  n_head=2, n_embd=128, dropout=0.0, bias=True)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, PEER_VOCAB, (args.batch_size, args.block_size), device=device)
+
+    def step():
+        _, loss = model(x, targets=x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
 def hf_step(args, device):
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:
         return None
-    cfg = GPT2Config(n_layer=args.n_layer, n_embd=128, n_head=2, n_positions=args.block_size, vocab_size=50257)
+    cfg = GPT2Config(n_layer=args.n_layer, n_embd=128, n_head=2, n_positions=args.block_size, vocab_size=PEER_VOCAB)
     model = GPT2LMHeadModel(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randint(0, 50257, (args.batch_size, args.block_size), device=device)
+    x = torch.randint(0, PEER_VOCAB, (args.batch_size, args.block_size), device=device)
 
     def step():
         loss = model(input_ids=x, labels=x).loss
@@ -189,6 +215,8 @@ def bench_train(args, device):
     if not args.no_peers:
         ng_step, ng_cfg = nanogpt_step(args, device)
         contenders["gpt2 block, whole logits float32"] = (ng_step, ng_cfg, "float32")
+        if args.nanogpt:
+            contenders["nanoGPT's own model.py float32"] = (nanogpt_own_step(args, device), ng_cfg, "float32")
         hf = hf_step(args, device)
         if hf is not None:
             contenders["transformers GPT2LMHeadModel float32"] = (hf, ng_cfg, "float32")
@@ -205,7 +233,7 @@ def bench_train(args, device):
         flops = 3 * count_params(c, args.block_size)["forward_flops_per_token"]  # forward + backward
         rows.append({"model": k, "d_ff": c.d_ff, "tokens_per_s": tps, "mfu": tps * flops / peaks[dt],
                      "mfu_against": dt, "peak_mem_mb": mem[k], "all_rounds": speeds[k]})
-    base = [r for r in rows if r["model"].startswith(("transformers", "gpt2 block"))]
+    base = [r for r in rows if r["model"].startswith(("transformers", "nanoGPT"))]
     print(f"matmul peak: " + ", ".join(f"{dt} {p / 1e9:.0f} GFLOP/s" for dt, p in peaks.items())
           + f" (CPU bf16: {cpu_bf16() or 'none'})")
     print(f"{'model':<40} {'d_ff':>5} {'tokens/s':>9} {'MFU':>6} {'peak MB':>8}" +
