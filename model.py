@@ -447,50 +447,40 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Command line: a class's table (python model.py --model_class 41M --vocab_size 32128)
 
-def class_table(model_class, depths, context=None, n_unique=0, **overrides):
-    rows = []
-    for n in depths:
-        cfg = config_for(model_class, n, quiet=True, n_unique=min(n_unique, n), **overrides)
-        c = count_params(cfg, context)
-        rows.append({"n_layer": n, "n_unique": cfg.n_unique, "d_model": cfg.d_model, "n_head": cfg.n_head,
-                     "d_ff": cfg.d_ff, "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3),
-                     "rel_bias_tables": cfg.n_rel_tables, "params_total": c["total"],
-                     "params_non_embedding": c["non_embedding"], "flops_per_token": c["forward_flops_per_token"]})
-    return rows
-
-
 def main(argv=None):
     from common import Parser, UserError, integer, parse_int_list  # the model itself needs nothing of the project
-    p = Parser(description="A size class's table: at each depth, the d_ff that keeps the class's parameter "
-               "count, and what that costs.")
+    p = Parser(description="A size class's table: at each depth, the d_ff that keeps the class's parameter count.")
     p.add_argument("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help="size class")
-    p.add_argument("--vocab_size", type=integer(1), default=GPT2_VOCAB,
-                   help="vocabulary size (GPT-2 BPE: 50257; the paper's T5 vocabulary: 32128)")
+    p.add_argument("--vocab_size", type=integer(1), default=GPT2_VOCAB, help="GPT-2 BPE: 50257; the paper's T5: 32128")
     p.add_argument("--depths", default="", help="comma-separated depths (default: the class's list)")
     p.add_argument("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
     p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
-                   "(T5X at the paper's time; 32 x n_head each) or shared (one, the paper's totals)")
-    p.add_argument("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks, cycled "
-                   "over each depth's applications (0: every block distinct)")
-    p.add_argument("--match", default="params", choices=MATCHES, help="looped d_ff: an unlooped depth-n_unique "
-                   "model's (params: the class's parameters) or the depth's own (compute: its FLOPs)")
+                   "(T5X at the paper's time) or shared (one, the paper's totals)")
+    p.add_argument("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks (0: all)")
+    p.add_argument("--match", default="params", choices=MATCHES, help="looped d_ff: depth n_unique's or the depth's own")
     p.add_argument("--context", type=integer(1), default=1024, help="context length for attention FLOPs")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     a = p.parse_args(argv)
-    try:  # the class's list by default, less the depths this block cannot reach
-        depths = parse_int_list(a.depths, "--depths") if a.depths else [
-            n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
-        bad = [n for n in depths if n < 1 or d_ff_for(a.model_class, n, a.block) < 1]
-        if bad:
-            raise ValueError(f"depth {bad[0]} is impossible for class {a.model_class}; allowed depths are 1 to "
-                             f"{deepest(a.model_class, a.block)}")
-        rows = class_table(a.model_class, depths, a.context, a.n_unique, vocab_size=a.vocab_size, block=a.block,
-                           rel_bias=a.rel_bias, match=a.match)
+    rows = []
+    try:
+        for n in parse_int_list(a.depths, "--depths") if a.depths else MODEL_CLASSES[a.model_class][3]:
+            if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
+                if a.depths:  # the class's own list just stops where this block's layers run out
+                    raise ValueError(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 "
+                                     f"to {deepest(a.model_class, a.block)}")
+                continue
+            cfg = config_for(a.model_class, n, quiet=True, n_unique=min(a.n_unique, n), vocab_size=a.vocab_size,
+                             block=a.block, rel_bias=a.rel_bias, match=a.match)
+            c = count_params(cfg, a.context)
+            rows.append({"n_layer": n, "n_unique": cfg.n_unique, "d_model": cfg.d_model, "n_head": cfg.n_head,
+                         "d_ff": cfg.d_ff, "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3),
+                         "rel_bias_tables": cfg.n_rel_tables, "params_total": c["total"],
+                         "params_non_embedding": c["non_embedding"], "flops_per_token": c["forward_flops_per_token"]})
     except ValueError as e:
         raise UserError(str(e)) from None
-    keys = list(rows[0])
-    print(json.dumps(rows) if a.json else "\n".join([" | ".join(keys)] + [
-        " | ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in keys) for r in rows]))
+    table = [list(rows[0])] + [list(r.values()) for r in rows]
+    print(json.dumps(rows) if a.json else "\n".join(" | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r)
+                                                    for r in table))
 
 
 if __name__ == "__main__":
