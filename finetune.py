@@ -41,6 +41,22 @@ def get_args(argv=None):
     return parse_with_recipe(p, argv, "finetune")
 
 
+def starting_point(args, rows, resumed_cfg):
+    """(pretrained model or None, its checkpoint or None, the vocabulary): a resumed run's own, a
+    pretrained model's own, or for a model from random weights one built over every split, as
+    the from-scratch anchors built theirs."""
+    if resumed_cfg is not None:
+        return None, None, tasks.Vocab.of(resumed_cfg)
+    if not args.init_from:
+        return None, None, tasks.Vocab.build(args.vocab or "task", [r for split in rows.values() for r in split])
+    pretrained, ck = load_model(args.init_from, dropout=args.dropout)
+    vocab = tasks.Vocab.of(pretrained.config)
+    if args.vocab and args.vocab != vocab.kind:
+        raise UserError(f"--vocab {args.vocab}: {args.init_from} was trained with the {vocab.kind} vocabulary, "
+                        "and a pretrained model keeps its own; drop --vocab")
+    return pretrained, ck, vocab
+
+
 def make_job(args, rank, world, resumed_cfg=None):
     """Fine-tuning: batches of the task's training pairs, the loss on the answer only; at each
     eval the masked dev loss and greedy exact match on a fixed sample of the dev split."""
@@ -52,18 +68,7 @@ def make_job(args, rank, world, resumed_cfg=None):
     if args.init_from and resumed_cfg is None and not resolve(args.init_from).is_file():
         raise UserError(f"no checkpoint at {resolve(args.init_from)}")
     rows = {s: tasks.read_pairs(task, s, args.data_dir or None) for s in task.splits}
-
-    pretrained = None
-    if resumed_cfg is not None:
-        vocab = tasks.Vocab.of(resumed_cfg)
-    elif args.init_from:
-        pretrained, ck = load_model(args.init_from, dropout=args.dropout)
-        vocab = tasks.Vocab.of(pretrained.config)
-        if args.vocab and args.vocab != vocab.kind:
-            raise UserError(f"--vocab {args.vocab}: {args.init_from} was trained with the {vocab.kind} vocabulary, "
-                            "and a pretrained model keeps its own; drop --vocab")
-    else:  # built over every split, as the from-scratch anchors built theirs
-        vocab = tasks.Vocab.build(args.vocab or "task", [r for split in rows.values() for r in split])
+    pretrained, ck, vocab = starting_point(args, rows, resumed_cfg)
     every = {s: tasks.encode_rows(r, vocab, f"{task.name} {s}") for s, r in rows.items()}
     need = max(tasks.longest(ex)[1] for ex in every.values())
     if resumed_cfg is not None:
