@@ -216,7 +216,7 @@ def test_sigterm_stops_a_run_cleanly_and_it_resumes(corpus, tmp_path):
 def test_a_new_process_removes_the_temporaries_of_dead_ones_only(corpus, tmp_path):
     out = tmp_path / "r"
     run_train(corpus, out, "--max_iters", "2", "--eval_interval", "2")
-    dead, alive = out / "ckpt.pt.999999999.tmp", out / f"summary.json.{os.getpid()}.tmp"
+    dead, alive = out / "ckpt.pt.999999999.tmp", out / f"notes.txt.{os.getpid()}.tmp"  # alive: this process
     dead.write_bytes(b"x" * 1000)
     alive.write_bytes(b"y")
     run_train(corpus, out, "--max_iters", "3", "--eval_interval", "3", "--resume")
