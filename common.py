@@ -413,7 +413,8 @@ def sha256_file(path, chunk=1 << 20):
 
 
 def code_version():
-    """The git commit of this code, with '+dirty' when the tree has uncommitted changes. A copy
+    """The git commit of this code, with '+dirty' when its code has uncommitted changes (results/
+    is left out: a study writes its tables there as it runs, and they change no code). A copy
     shipped elsewhere (a cluster job, a GPU box) names its commit in NANODEPTH_CODE_VERSION, which
     wins over git there: such a copy may carry a .git of another commit."""
     if os.environ.get("NANODEPTH_CODE_VERSION"):
@@ -422,8 +423,8 @@ def code_version():
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
         return (rev + ("+dirty" if dirty else "")) if rev else fallback
     except (OSError, subprocess.SubprocessError):
         return fallback

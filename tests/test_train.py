@@ -251,3 +251,22 @@ def test_looped_model_resumes_bitwise(corpus, tmp_path):
     assert a.keys() == b.keys() and not any(k.startswith("blocks.1.") for k in a)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_study_writing_its_results_does_not_make_the_code_dirty(tmp_path):
+    """results/ holds what studies write as they run; a change there is not a change of code."""
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    shutil.copy(ROOT / "common.py", repo / "common.py")
+    (repo / "results" / "r.csv").write_text("a\n")
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, check=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x", "--allow-empty")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "y")
+    ask = [sys.executable, "-c", "import common; print(common.code_version())"]
+    env = {k: v for k, v in os.environ.items() if k != "NANODEPTH_CODE_VERSION"}
+    (repo / "results" / "r.csv").write_text("a\nb\n")
+    assert not subprocess.run(ask, cwd=repo, capture_output=True, text=True, env=env).stdout.strip().endswith("+dirty")
+    (repo / "common.py").write_text((repo / "common.py").read_text() + "\n# changed\n")
+    assert subprocess.run(ask, cwd=repo, capture_output=True, text=True, env=env).stdout.strip().endswith("+dirty")
