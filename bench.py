@@ -36,6 +36,7 @@ import torch
 
 from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
                     parse_int_list, pick_device, save_figure, write_atomic)
+import tasks
 from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params
 from trainer import lr_at, make_optimizer
 
@@ -327,10 +328,10 @@ def bench_depths(args, device):
         model = GPT(cfg).to(device).eval()
         for b in (1, args.decode_batch):
             prompt = torch.randint(0, cfg.vocab_size - 1, (b, 16), device=device)
-            model.generate(prompt, 4, eos_id=-1)  # warm-up
+            tasks.generate(model, prompt, 4, eos_id=-1)  # warm-up
             sync(device)
             t = time.perf_counter()
-            model.generate(prompt, args.decode_tokens, eos_id=-1)
+            tasks.generate(model, prompt, args.decode_tokens, eos_id=-1)
             sync(device)
             row[f"decode_ms_per_token_batch{b}"] = 1000 * (time.perf_counter() - t) / args.decode_tokens
         rows.append(row)
@@ -343,7 +344,6 @@ def bench_depths(args, device):
 
 def finetune_paths(args):
     """COGS-vf's training examples and batches for the old path and the new defaults."""
-    import tasks
     rows = {s: tasks.read_pairs("cogs_vf", s) for s in ("train", "dev", "test", "gen")}
     paths = {}
     for name, kind, how in (("old: gpt2 vocab, random", "gpt2", "random"),
@@ -380,7 +380,6 @@ def same_loss(old_vocab, new_vocab, train, device):
     the same logits columns| on one batch (the same examples in either numbering)."""
     import torch.nn.functional as F
 
-    import tasks
     torch.manual_seed(0)
     full = GPT(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True)).eval()
     cut = GPT(config_for("tiny", 2, block_size=128, tie_embeddings=0, loss_chunk=0, quiet=True,
@@ -447,7 +446,6 @@ def bench_finetune(args, device):
 def bench_eval(args, device):
     import random
 
-    import tasks
     from checkpoint import load_model
     gen = tasks.read_split("cogs", "gen")
     need = tasks.longest(gen)[1]

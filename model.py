@@ -109,11 +109,6 @@ MODEL_CLASSES = {
     "374M": (1024, 24, 2816, [1, 2, 4, 6, 8, 12, 16, 24, 32]),
 }
 HEAD_DIM = 64
-# The vocabulary a class pretrains with unless told otherwise (train.py --vocab_size): the tiny
-# class takes GPT-2's BPE kept to 8,192 merge ranks + EOT, which at equal pretraining time reached
-# lower bits per byte than 4k, 16k and GPT-2's whole 50,257 (results/class_vocab_tiny); the rest
-# keep GPT-2's whole vocabulary.
-CLASS_VOCAB = {"tiny": 8193}
 
 
 def layer_params(d, block):
@@ -405,43 +400,6 @@ class GPT(nn.Module):
         logits = self.lm_head(h).float()  # a no-op in fp32; under bf16 autocast the loss is taken in fp32
         loss = F.cross_entropy(logits, t)
         return loss + z_loss * logits.logsumexp(-1).square().mean() if z_loss else loss
-
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,
-                 top_k=None, generator=None):
-        """Decode a batch of left-padded prompts; greedy unless temperature > 0 (then sampled,
-        from the top_k tokens if given). Each row stops at its own eos_id. Returns a list of
-        token lists (eos excluded). use_cache=False re-reads the whole sequence every step:
-        slow, and the reference that the cached path must equal."""
-        B = idx.size(0)
-        valid = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid.bool()
-        max_new_tokens = min(max_new_tokens, self.config.block_size - idx.size(1))
-        out = torch.full((B, max(max_new_tokens, 0)), eos_id, dtype=torch.long, device=idx.device)
-        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        cache = [[] for _ in range(self.config.n_layer)] if use_cache else None  # one per application
-        seq, step_in = idx, idx
-        for t in range(max_new_tokens):
-            logits = self(step_in if use_cache else seq, valid=valid, cache=cache)[:, -1]
-            if temperature > 0:
-                logits = logits.float() / temperature
-                if top_k:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-            else:
-                nxt = logits.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-            out[:, t] = nxt
-            done |= nxt == eos_id
-            if done.all():
-                break
-            valid = torch.cat((valid, torch.ones(B, 1, dtype=torch.bool, device=idx.device)), 1)
-            step_in = nxt[:, None]
-            seq = torch.cat((seq, step_in), 1)
-        result = []
-        for row in out.tolist():
-            result.append(row[:row.index(eos_id)] if eos_id in row else row)
-        return result
 
 
 # ----------------------------------------------------------------------------------------------

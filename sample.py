@@ -8,7 +8,7 @@ import argparse
 import torch
 
 from checkpoint import load_model
-from tasks import Vocab
+from tasks import Vocab, generate
 from common import (DTYPES, Parser, UserError, autocast, gpt2_encoder, integer, main_guard, pick_device, pick_dtype,
                     real)
 
@@ -39,8 +39,8 @@ def main(argv=None):
     gen = torch.Generator(device=device).manual_seed(a.seed)
     x = torch.tensor([ids] * a.num_samples, device=device)
     with autocast(device, dtype):
-        outs = model.generate(x, a.max_new_tokens, eos_id=vocab.eot, temperature=a.temperature,
-                              top_k=a.top_k or None, generator=gen)
+        outs = generate(model, x, a.max_new_tokens, eos_id=vocab.eot, temperature=a.temperature,
+                       top_k=a.top_k or None, generator=gen)
     for o in outs:
         print(a.prompt + ("" if vocab.kind == "gpt2" else "\n") + vocab.decode(o))
         print("-" * 40)

@@ -355,6 +355,44 @@ def is_exact_match(prediction, example):
 
 
 @torch.no_grad()
+def generate(model, idx, max_new_tokens, eos_id, valid=None, use_cache=True, temperature=0.0,
+             top_k=None, generator=None):
+    """Decode a batch of left-padded prompts; greedy unless temperature > 0 (then sampled,
+    from the top_k tokens if given). Each row stops at its own eos_id. Returns a list of
+    token lists (eos excluded). use_cache=False re-reads the whole sequence every step:
+    slow, and the reference that the cached path must equal."""
+    B = idx.size(0)
+    valid = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid.bool()
+    max_new_tokens = min(max_new_tokens, model.config.block_size - idx.size(1))
+    out = torch.full((B, max(max_new_tokens, 0)), eos_id, dtype=torch.long, device=idx.device)
+    done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+    cache = [[] for _ in range(model.config.n_layer)] if use_cache else None  # one per application
+    seq, step_in = idx, idx
+    for t in range(max_new_tokens):
+        logits = model(step_in if use_cache else seq, valid=valid, cache=cache)[:, -1]
+        if temperature > 0:
+            logits = logits.float() / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+        else:
+            nxt = logits.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+        out[:, t] = nxt
+        done |= nxt == eos_id
+        if done.all():
+            break
+        valid = torch.cat((valid, torch.ones(B, 1, dtype=torch.bool, device=idx.device)), 1)
+        step_in = nxt[:, None]
+        seq = torch.cat((seq, step_in), 1)
+    result = []
+    for row in out.tolist():
+        result.append(row[:row.index(eos_id)] if eos_id in row else row)
+    return result
+
+
+@torch.no_grad()
 def decode_examples(model, examples, batch_size=64, use_cache=True):
     """Greedy answers for examples, batched by similar prompt length to waste little on padding.
     Each batch stops at EOT or one token past its longest gold answer: a longer output can
@@ -368,7 +406,7 @@ def decode_examples(model, examples, batch_size=64, use_cache=True):
         batch = [examples[i] for i in idx]
         x, valid = prompt_batch(batch, vocab.eot)
         cap = max(len(e.answer) for e in batch) + 1
-        ids = model.generate(x.to(device), cap, eos_id=vocab.eot, valid=valid.to(device), use_cache=use_cache)
+        ids = generate(model, x.to(device), cap, eos_id=vocab.eot, valid=valid.to(device), use_cache=use_cache)
         for i, toks in zip(idx, ids):
             out[i] = vocab.decode(toks)
     return out

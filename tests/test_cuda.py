@@ -60,9 +60,9 @@ def test_cached_decoding_equals_cache_free_with_padding():
     valid = torch.ones_like(idx, dtype=torch.bool)
     valid[0, :4] = False
     valid[2, :1] = False
-    cached = model.generate(idx, 25, eos_id=100, valid=valid)
-    assert cached == model.generate(idx, 25, eos_id=100, valid=valid, use_cache=False)
-    assert model.generate(idx[:1, 4:], 25, eos_id=100) == cached[:1]
+    cached = tasks.generate(model, idx, 25, eos_id=100, valid=valid)
+    assert cached == tasks.generate(model, idx, 25, eos_id=100, valid=valid, use_cache=False)
+    assert tasks.generate(model, idx[:1, 4:], 25, eos_id=100) == cached[:1]
 
 
 def test_train_bf16_fused_adamw_checkpoint_and_resume(corpus, tmp_path):

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+import tasks
 from conftest import ROOT, small_model
 from model import (BLOCKS, MODEL_CLASSES, POSITIONS, REL_BIAS, GPT, GPTConfig, config_for, count_params,
                    d_ff_for, t5_bucket)
@@ -136,11 +137,11 @@ def test_cached_decoding_equals_cache_free(block, pos):
     valid = torch.ones_like(idx, dtype=torch.bool)
     valid[0, :4] = False          # left padding of different lengths
     valid[2, :1] = False
-    cached = model.generate(idx, 25, eos_id=100, valid=valid)
-    plain = model.generate(idx, 25, eos_id=100, valid=valid, use_cache=False)
+    cached = tasks.generate(model, idx, 25, eos_id=100, valid=valid)
+    plain = tasks.generate(model, idx, 25, eos_id=100, valid=valid, use_cache=False)
     assert cached == plain
     # padding does not change a row: row 0 decoded alone, unpadded, gives the same tokens
-    assert model.generate(idx[:1, 4:], 25, eos_id=100) == cached[:1]
+    assert tasks.generate(model, idx[:1, 4:], 25, eos_id=100) == cached[:1]
 
 
 class Scripted(GPT):
@@ -160,7 +161,7 @@ class Scripted(GPT):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_generation_stops_at_each_rows_eos(use_cache):
     model = Scripted(stop=[2, 0, 30], prompt_len=3).eval()
-    out = model.generate(torch.zeros(3, 3, dtype=torch.long), 10, eos_id=4, use_cache=use_cache)
+    out = tasks.generate(model, torch.zeros(3, 3, dtype=torch.long), 10, eos_id=4, use_cache=use_cache)
     assert out == [[1, 1], [], [1] * 10]  # eos dropped; tokens after a row's eos never leak in
 
 
@@ -269,8 +270,8 @@ def test_looped_cached_decoding_equals_cache_free(block, pos):
     idx = torch.randint(0, 100, (3, 7))
     valid = torch.ones_like(idx, dtype=torch.bool)
     valid[0, :3] = False
-    assert model.generate(idx, 20, eos_id=100, valid=valid) == \
-        model.generate(idx, 20, eos_id=100, valid=valid, use_cache=False)
+    assert tasks.generate(model, idx, 20, eos_id=100, valid=valid) == \
+        tasks.generate(model, idx, 20, eos_id=100, valid=valid, use_cache=False)
 
 
 def test_cli_reports_looping():
