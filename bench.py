@@ -37,6 +37,7 @@ import torch
 from common import (Parser, UserError, autocast, code_version, cpu_bf16, integer, keep_freed_memory, main_guard,
                     parse_int_list, pick_device, save_figure, write_atomic)
 import tasks
+from corpus import ensure_prepared, eval_windows, get_batch, load_corpus
 from model import BLOCKS, GPT, MODEL_CLASSES, GPTConfig, config_for, count_params
 from trainer import lr_at, make_optimizer
 
@@ -252,8 +253,7 @@ def bench_train(args, device):
 def loss_curves(args, device, cfg):
     """nanodepth (train.py's defaults) and transformers' GPT-2 (if installed) trained on the same
     TinyStories batches with the same AdamW schedule; train loss every 25 steps, val loss at the end."""
-    from corpus import eval_windows, get_batch, load_corpus
-    train_data, val_data, _ = load_corpus("tinystories", "", args.block_size)
+    train_data, val_data, _ = load_corpus("tinystories", ensure_prepared("tinystories"), args.block_size)
     val_batches = eval_windows(val_data, args.block_size, 160, 8)
     models = {"nanodepth": GPT(cfg).to(device)}
     try:
@@ -344,6 +344,7 @@ def bench_depths(args, device):
 
 def finetune_paths(args):
     """COGS-vf's training examples and batches for the old path and the new defaults."""
+    ensure_prepared("cogs_vf")
     rows = {s: tasks.read_pairs("cogs_vf", s) for s in ("train", "dev", "test", "gen")}
     paths = {}
     for name, kind, how in (("old: gpt2 vocab, random", "gpt2", "random"),
@@ -447,6 +448,7 @@ def bench_eval(args, device):
     import random
 
     from checkpoint import load_model
+    ensure_prepared("cogs")
     gen = tasks.read_split("cogs", "gen")
     need = tasks.longest(gen)[1]
     if args.ckpt:

@@ -1,5 +1,6 @@
 """
-Data for the jobs: preparing a dataset on first use (through its own data/<name>/prepare.py),
+Data for the jobs: preparing a dataset, the explicit first step of a job (ensure_prepared, through
+its own data/<name>/prepare.py), verifying prepared files against their preparation's record,
 pretraining corpora as token memmaps with random training windows and fixed evaluation windows,
 and the mean loss over a set of batches (pretraining windows or masked fine-tuning examples).
 """
@@ -25,10 +26,22 @@ def load_prepare(folder):
     return mod
 
 
-def prepare_on_first_use(folder, out_dir):
-    """Run data/<folder>/prepare.py into out_dir (from upstream, or from $NANODEPTH_MIRROR)."""
-    print(f"{folder} is not prepared yet; preparing it with data/{folder}/prepare.py")
-    load_prepare(folder).prepare(out_dir)
+def ensure_prepared(name, data_dir=""):
+    """The explicit step before any job reads dataset `name`: its folder, which is data/<name>/
+    unless --data_dir names another. The default folder is prepared here (data/<name>/prepare.py,
+    from upstream or $NANODEPTH_MIRROR) when it holds no finished preparation (meta.json is written
+    last); a folder the user names is read as it is."""
+    folder = Path(data_dir) if data_dir else ROOT / "data" / name
+    if folder.is_file():
+        raise UserError(f"--data_dir {folder} is a file; give the folder of a prepared dataset")
+    if not data_dir and not (folder / "meta.json").is_file():
+        if not (ROOT / "data" / name / "prepare.py").is_file():
+            raise UserError(f"no prepared corpus at {folder} and no data/{name}/prepare.py; choose --dataset "
+                            f"from {', '.join(PREPARABLE)}, or prepare your own with data/text/prepare.py "
+                            f"--name {name} --train FILE --val FILE")
+        print(f"{name} is not prepared yet; preparing it with data/{name}/prepare.py")
+        load_prepare(name).prepare(folder)
+    return folder
 
 
 def prepared_sha256(path):
@@ -94,11 +107,8 @@ def load_corpus(dataset, data_dir="", block_size=1, vocab_size=0):
     if data_dir.is_file():
         raise UserError(f"--data_dir {data_dir} is a file; give the folder holding train.bin and val.bin")
     if not (data_dir / "train.bin").is_file():
-        if data_dir != ROOT / "data" / dataset or dataset not in PREPARABLE:
-            raise UserError(f"no prepared corpus at {data_dir}; choose --dataset from "
-                            f"{', '.join(PREPARABLE)}, or prepare your own with "
-                            f"data/text/prepare.py --name {dataset} --train FILE --val FILE")
-        prepare_on_first_use(dataset, data_dir)
+        raise UserError(f"no prepared corpus at {data_dir}; prepare one with data/{dataset}/prepare.py "
+                        f"--out_dir {data_dir}, or your own with data/text/prepare.py")
     meta = read_meta(data_dir)
     for split in ("train", "val"):  # provenance is what was read, verified against what was written
         path = data_dir / f"{split}.bin"

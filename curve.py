@@ -25,6 +25,7 @@ import torch
 import tasks
 from checkpoint import load_checkpoint, model_from
 from common import ROOT, Parser, UserError, code_version, integer, main_guard, save_figure, write_atomic
+from corpus import ensure_prepared
 from model import GPTConfig
 from sweep import mean_ci, read_csv
 
@@ -57,6 +58,7 @@ def score_point(path, task, splits, args, cache):
     vocab = tasks.Vocab.of(cfg)
     key = (task.name, vocab.kind, len(vocab.tokens), tuple(vocab.tokens[:8]))
     if key not in cache:  # the sample, read and encoded once per vocabulary
+        ensure_prepared(task.folder, args.data_dir)
         every = {s: tasks.read_split(task, s, args.data_dir or None, vocab) for s in splits}
         cache[key] = {s: random.Random(args.seed).sample(ex, min(args.limit, len(ex))) for s, ex in every.items()}
     sample = cache[key]

@@ -27,7 +27,7 @@ import tasks
 from checkpoint import load_checkpoint, load_model, model_from, resolve
 from common import (DTYPES, Parser, UserError, autocast, code_version, folder_to_write, integer, main_guard,
                     pick_device, pick_dtype, write_atomic)
-from corpus import bits_per_byte, eval_windows, load_corpus, mean_loss
+from corpus import bits_per_byte, ensure_prepared, eval_windows, load_corpus, mean_loss
 from model import GPTConfig
 
 
@@ -63,7 +63,7 @@ def perplexity(model, dataset, data_dir, block_size, device, dtype):
     """Loss, perplexity and bits per byte over the whole validation split, in non-overlapping
     windows, in the model's own vocabulary."""
     block_size = block_size or min(model.config.block_size, 1024)
-    _, val, meta = load_corpus(dataset, data_dir, block_size, model.config.vocab_size)
+    _, val, meta = load_corpus(dataset, ensure_prepared(dataset, data_dir), block_size, model.config.vocab_size)
     batches = eval_windows(val, block_size, (len(val) - 1) // block_size, 16)
     with torch.no_grad(), autocast(device, dtype):
         loss = mean_loss(model, batches)
@@ -133,6 +133,7 @@ def main(argv=None):
             raise UserError(f"{ckpt_path} was fine-tuned on {trained}, not {task.name}; score it with --task "
                             f"{trained}, or pass --transfer to score it on {task.name} deliberately")
         vocab = tasks.Vocab.of(GPTConfig(**ck["model_config"]))  # the examples in the model's own tokens
+        ensure_prepared(task.folder, args.data_dir)
         every = {s: tasks.read_split(task, s, args.data_dir or None, vocab) for s in splits}
         need = max(tasks.longest(ex)[1] for ex in every.values())
         model = model_from(ck, ckpt_path, device, context=need)

@@ -15,7 +15,7 @@ import random
 import tasks
 from checkpoint import load_model, resolve, stretch_context
 from common import Parser, UserError, integer, main_guard, parse_with_recipe
-from corpus import mean_loss
+from corpus import ensure_prepared, mean_loss
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
 
 
@@ -67,6 +67,7 @@ def make_job(args, rank, world, resumed_cfg=None):
         build_config(args, block_size=1)  # bad model flags fail before any data is read
     if args.init_from and resumed_cfg is None and not resolve(args.init_from).is_file():
         raise UserError(f"no checkpoint at {resolve(args.init_from)}")
+    ensure_prepared(task.folder, args.data_dir)
     rows = {s: tasks.read_pairs(task, s, args.data_dir or None) for s in task.splits}
     pretrained, ck, vocab = starting_point(args, rows, resumed_cfg)
     every = {s: tasks.encode_rows(r, vocab, f"{task.name} {s}") for s, r in rows.items()}

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from common import ROOT, UserError, gpt2_encoder, gpt2_prefix
-from corpus import prepare_on_first_use, prepared_sha256, read_meta
+from corpus import prepared_sha256, read_meta
 
 SEP = "\n"  # one GPT-2 token between source and target
 GPT2_SEP = 198
@@ -92,14 +92,12 @@ def split_sha256(task, split, data_dir=None):
 
 
 def read_pairs(task, split, data_dir=None):
-    """The (source, target, category) rows of one split. Prepares the task's data on first use."""
+    """The (source, target, category) rows of one split of prepared data (corpus.ensure_prepared)."""
     task = get_task(task) if isinstance(task, str) else task
     path = split_path(task, split, data_dir)
     folder = Path(data_dir) if data_dir else ROOT / "data" / task.folder
     if not path.is_file():
-        if data_dir:
-            raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
-        prepare_on_first_use(task.folder, folder)
+        raise UserError(f"{path} not found; prepare it with data/{task.folder}/prepare.py --out_dir {folder}")
     made_for = read_meta(folder).get("name", task.folder)
     if made_for != task.folder:  # the split files of the tasks share names (train.tsv, ...)
         hint = f" (or --task {made_for})" if made_for in TASKS else ""

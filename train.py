@@ -12,7 +12,7 @@ and out_dir/summary.json.
 import argparse
 
 from common import Parser, integer, main_guard, parse_with_recipe
-from corpus import PREPARABLE, bits_per_byte, eval_windows, get_batch, load_corpus, mean_loss
+from corpus import PREPARABLE, bits_per_byte, ensure_prepared, eval_windows, get_batch, load_corpus, mean_loss
 from model import GPT2_VOCAB
 from tasks import Vocab
 from trainer import Job, add_model_flags, add_training_flags, build_config, fit
@@ -53,7 +53,8 @@ def make_job(args, rank, world, resumed_cfg):
     size = args.vocab_size or CLASS_VOCAB.get(args.model_class, GPT2_VOCAB)
     vocab = Vocab("gpt2", size=resumed_cfg.vocab_size if resumed_cfg else size)
     config = None if resumed_cfg else build_config(args, args.block_size, vocab)  # bad model flags fail first
-    train, val, meta = load_corpus(args.dataset, args.data_dir, args.block_size, vocab.size)
+    folder = ensure_prepared(args.dataset, args.data_dir)
+    train, val, meta = load_corpus(args.dataset, folder, args.block_size, vocab.size)
     val_batches = eval_windows(val, args.block_size, args.eval_iters * args.batch_size, args.batch_size)
 
     def evaluate(model):

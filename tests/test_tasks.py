@@ -240,3 +240,11 @@ def test_a_task_read_from_another_tasks_folder_is_refused(prepared):
     # COGS and COGS-vf name their splits alike: without the check one trains on the other's data
     with pytest.raises(UserError, match=r"holds cogs_vf, not cogs: .*data/cogs/prepare.py wrote \(or --task cogs_vf\)"):
         tasks.read_split("cogs", "train", prepared["cogs_vf"])
+
+
+def test_reading_a_split_never_prepares_it(tmp_path, monkeypatch):
+    # preparing (a download, online) is the job's explicit step, corpus.ensure_prepared; a read only reads
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    with pytest.raises(UserError, match=r"dev.tsv not found; prepare it with data/cogs/prepare.py"):
+        tasks.read_pairs("cogs", "dev")
+    assert not (tmp_path / "data").exists()
