@@ -215,11 +215,12 @@ class Sweep:
         if self.args.collect:
             raise Unfinished(path)
 
-    def evaluate(self, run, task):
-        path = run / f"eval_{task}.json"
+    def evaluate(self, run, task, ckpt=None, label=""):
+        """The run's scores on the task (eval_<task>.json), or a snapshot's (eval_<task>_<label>.json)."""
+        path = run / (f"eval_{task}_{label}.json" if label else f"eval_{task}.json")
         if not path.exists():
             self.unfinished(path)
-            argv = ["--ckpt", str(run / "ckpt.pt"), "--task", task, "--out", str(path),
+            argv = ["--ckpt", str(ckpt or run / "ckpt.pt"), "--task", task, "--out", str(path),
                     "--device", self.args.device]
             if self.args.eval_limit:
                 argv += ["--limit", str(self.args.eval_limit), "--sample"]
@@ -337,16 +338,6 @@ class Sweep:
         if not variant:
             pre[depth, seed] = summary
 
-    def score_snapshot(self, run, snap, task, label):
-        path = run / f"eval_{task}_{label}.json"
-        if not path.exists():
-            self.unfinished(path)
-            argv = ["--ckpt", str(snap), "--task", task, "--out", str(path), "--device", self.args.device]
-            if self.args.eval_limit:
-                argv += ["--limit", str(self.args.eval_limit), "--sample"]
-            evaluate.main(argv)
-        return json.loads(path.read_text())
-
     # --- early stopping on the in-distribution dev split -------------------------------------------
     def dev_selected(self, seed, pre):
         """Each run scored at the snapshot (or final checkpoint) with the best dev exact match, ties
@@ -361,7 +352,7 @@ class Sweep:
                 if not key:
                     raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
                 best = max(cands, key=lambda s: (cands[s]["metrics"][key], -cands[s]["val_loss"]))
-                ev = self.score_snapshot(run, best, task, "dev_selected")
+                ev = self.evaluate(run, task, best, "dev_selected")
                 ft = {**json.loads((run / "summary.json").read_text()), "val_loss": cands[best]["val_loss"]}
                 rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev, control="dev_selected",
                                      finetune_step=cands[best]["step"]))
@@ -386,7 +377,7 @@ class Sweep:
                 meta = snapshot_meta(snaps)
                 best = min(meta, key=lambda s: abs(meta[s]["val_loss"] - target))
                 step = meta[best]["step"]
-                ev = self.score_snapshot(run, best, task, "loss_matched")
+                ev = self.evaluate(run, task, best, "loss_matched")
                 ft = {**json.loads((run / "summary.json").read_text()), "val_loss": meta[best]["val_loss"]}
                 rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
                                      control=f"loss_matched_to_d{ref_depth}", finetune_step=step))
