@@ -23,6 +23,7 @@ whose own sections it holds; flags given on the command line override the file.
 """
 import argparse
 import csv
+import fcntl
 import io
 import json
 import math
@@ -411,17 +412,23 @@ class Sweep:
         if not rows:  # nothing finished yet: leave any results.csv already there alone
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        # rows of this recipe's cells whose run folders are elsewhere stay (a call over some cells must
-        # not drop cells finished on another machine); this call's rows replace their own
-        key = lambda r: (r["n_layer"], r["n_unique"], r["seed"], r["task"], r["control"])
+        # This call's rows replace their own. Rows of this recipe that it did not make stay: cells
+        # outside its depths and seeds (a lane of the study running beside it, or before it), and
+        # cells in them whose run folders are elsewhere (finished on another machine). The file is
+        # read again under a lock, so two lanes writing at once both keep their rows.
+        key = lambda r: (r["n_layer"], r["n_unique"], r["seed"], r["task"], r["control"])  # noqa: E731
         mine = {key(r) for r in rows}
-        rows = rows + [r for r in self.earlier if key(r) not in mine and not self.folder_of(r).exists()]
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-        write_atomic(self.root / "results.csv", text.getvalue())  # sweeps over other seeds may run beside
+        ours = lambda r: r["n_layer"] in self.args.depth_list and r["seed"] in self.args.seed_list  # noqa: E731
+        with open(self.root / ".results.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            earlier = read_rows(self.root / "results.csv", self.args.config_sha256)
+            rows = rows + [r for r in earlier if key(r) not in mine and not (ours(r) and self.folder_of(r).exists())]
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+            write_atomic(self.root / "results.csv", text.getvalue())
 
 
 # --- FFN rank analysis (the paper's finding 5: very narrow FFNs come close to rank-deficient) ---

@@ -172,3 +172,18 @@ def test_paired_differences_pair_by_seed():
     row = next(line for line in lines if line.startswith("| cogs_vf | 2"))
     # seeds 0 and 1 differ by +20 each (unpaired means 40 vs 66 would say nothing); seed 2 has no depth 1
     assert "| 2 | 20.0 ± 0.0 | 0.0 ± 0.0 | +20.0, +20.0 |" in row
+
+
+def test_lanes_over_different_depths_keep_each_others_rows(tmp_path, monkeypatch):
+    """run.sh's lanes: sweeps over depth 1 and over depth 2 of one study, their run folders both
+    here; the second must not drop the first's rows from results.csv."""
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({
+        "sweep": {"model_class": "tiny", "depths": "1,2", "seeds": "0", "tasks": "geoquery", "pretrain_iters": 0,
+                  "finetune_iters": 2, "finetune_evals": 1, "eval_limit": 4, "quiet": True},
+        "finetune": {"batch_size": 2, "eval_examples": 2, "warmup_iters": 0}}))
+    for depth in ("1", "2"):
+        sweep.main(["--config", str(recipe), "--name", "lanes", "--depths", depth])
+    rows = list(csv.DictReader(open(tmp_path / "results" / "lanes" / "results.csv")))
+    assert sorted(r["n_layer"] for r in rows) == ["1", "2"]
