@@ -2,16 +2,12 @@
 The decoder-only transformer of Petty et al. (2024), written by hand, and the rule that trades
 depth for feed-forward width at a fixed parameter count.
 
-Two blocks, chosen in the config:
-  paper: T5X decoder-only. Pre-norm RMSNorm (scale only), no biases, gated-GELU FFN
-         wo(gelu(wi_0 x) * wi_1 x), T5 relative position bias (one table per layer, as T5X's
-         decoder-only models had at the paper's time), untied head, T5X's fan-in initialisation.
-  gpt2:  nanoGPT's block. LayerNorm with bias, biased linears, two-matrix GELU MLP, learned
-         absolute positions, tied embeddings.
-Position is a separate dial (t5 | learned | rope) so any block can take any of the three.
-Looping (n_unique < n_layer): n_unique distinct blocks applied in order, cycling, for n_layer
-applications (Universal-Transformer-style weight sharing): the parameters of n_unique layers,
-the compute of n_layer.
+  block=paper: T5X decoder-only: pre-norm RMSNorm (scale only), no biases, gated-GELU FFN
+               wo(gelu(wi_0 x) * wi_1 x), T5 relative position bias (one table per layer), untied
+               head, T5X's fan-in initialisation. block=gpt2: nanoGPT's block (LayerNorm, biases,
+               GELU MLP, learned positions, tied embeddings). pos (t5 | learned | rope) is its own dial.
+Looping (n_unique < n_layer): n_unique distinct blocks cycled for n_layer applications (weight
+sharing as in Universal Transformers): the parameters of n_unique layers, the compute of n_layer.
 
 Run `python model.py --model_class 41M` for a class's depth/width table.
 """
@@ -34,8 +30,7 @@ class GPTConfig:
     d_model: int = 128
     d_ff: int = 512
     vocab_size: int = GPT2_VOCAB
-    vocab: str = "gpt2"             # what the token ids stand for (tasks.Vocab): gpt2 (a prefix of it
-                                    # when vocab_size < 50257) | task | word
+    vocab: str = "gpt2"             # what ids stand for (tasks.Vocab): gpt2 (or a prefix of it) | task | word
     tokens: list = field(default_factory=list)  # task/word: the GPT-2 id or word of each row
     block_size: int = 256           # longest sequence the model is asked to handle
     block: str = "paper"            # paper | gpt2
@@ -47,8 +42,7 @@ class GPTConfig:
     tie_embeddings: int = -1        # 1: output head = input embedding; 0: untied; -1: the block's own
     dropout: float = 0.0
     n_unique: int = 0               # distinct blocks, cycled over the n_layer applications; 0 = n_layer
-    loss_chunk: int = -1            # the speed path of GPT.loss (fused_loss.py): tokens per chunk;
-                                    # 0 = the plain loss written in GPT.loss, -1 = best for the device
+    loss_chunk: int = -1            # GPT.loss's speed path: tokens per chunk; 0 = plain; -1 = the device's best
 
     def __post_init__(self):
         if self.tokens:  # a task or word vocabulary: one embedding row per token it holds
@@ -56,8 +50,7 @@ class GPTConfig:
         check_choice("block", self.block, BLOCKS)
         paper = self.block == "paper"  # the placeholders take the block's own value
         self.pos, self.init = self.pos or ("t5" if paper else "learned"), self.init or ("t5x" if paper else "gpt2")
-        if self.tie_embeddings < 0:
-            self.tie_embeddings = int(not paper)
+        self.tie_embeddings = int(not paper) if self.tie_embeddings < 0 else self.tie_embeddings
         self.n_unique = self.n_unique or self.n_layer
         for name, value, allowed in (("pos", self.pos, POSITIONS), ("rel_bias", self.rel_bias, REL_BIAS),
                                      ("init", self.init, INITS)):
@@ -65,10 +58,6 @@ class GPTConfig:
         check_loop(self.n_layer, self.n_unique)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-
-    @property
-    def tied(self):
-        return bool(self.tie_embeddings)
 
     @property
     def n_rel_tables(self):
@@ -128,10 +117,7 @@ def d_ff_for(model_class, n_layer, block="paper"):
 
 
 def deepest(model_class, block="paper"):
-    n = 1
-    while d_ff_for(model_class, n + 1, block) >= 1:
-        n += 1
-    return n
+    return next(n for n in range(1, 10**6) if d_ff_for(model_class, n + 1, block) < 1)
 
 
 def config_for(model_class, n_layer, quiet=False, n_unique=0, match="params", **overrides):
@@ -165,11 +151,10 @@ def count_params(cfg, context=None):
     final_norm = d if cfg.block == "paper" else 2 * d
     pos = {"t5": cfg.num_buckets * cfg.n_head * cfg.n_rel_tables, "learned": cfg.block_size * d,
            "rope": 0}[cfg.pos]
-    embedding = V * d * (1 if cfg.tied else 2) + (pos if cfg.pos == "learned" else 0)
+    embedding = V * d * (1 if cfg.tie_embeddings else 2) + (pos if cfg.pos == "learned" else 0)
     non_embedding = layers + final_norm + (pos if cfg.pos == "t5" else 0)
-    # Forward FLOPs per token, Kaplan et al. (2020): 2 per weight of every matmul (the head
-    # included) plus 2 * n_layer * context * d for attention scores and the weighted sum; a looped
-    # model pays for every application.
+    # Forward FLOPs per token (Kaplan et al. 2020): 2 per matmul weight, the head included, plus
+    # 2 * n_layer * context * d for attention; a looped model pays for every application.
     matmul_weights = cfg.n_layer * (4 * d * d + (3 if cfg.block == "paper" else 2) * d * cfg.d_ff) + V * d
     ctx = context or cfg.block_size
     flops = 2 * matmul_weights + 2 * cfg.n_layer * ctx * d
@@ -207,7 +192,7 @@ def add_rel_bias(mask, table, buckets):
 
 
 def rope(x, cos, sin):
-    x1, x2 = x.chunk(2, dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)  # rotate each (x1, x2) pair of channels by its position's angle
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
@@ -257,11 +242,9 @@ class FeedForward(nn.Module):
     def forward(self, x):
         h = self.wi(x)
         if self.gated:
-            gate, lin = h.chunk(2, dim=-1)
-            h = F.gelu(gate, approximate="tanh") * lin
-        else:
-            h = F.gelu(h, approximate="tanh")
-        return self.wo(h)
+            gate, h = h.chunk(2, dim=-1)
+            return self.wo(F.gelu(gate, approximate="tanh") * h)
+        return self.wo(F.gelu(h, approximate="tanh"))
 
 
 class Block(nn.Module):
@@ -294,21 +277,17 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_unique))
         self.norm_f = RMSNorm(cfg.d_model) if cfg.block == "paper" else nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tied:
+        if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_t5x if cfg.init == "t5x" else self._init_gpt2)
 
     def _init_t5x(self, module):
-        # T5X: every dense kernel std 1/sqrt(fan_in) (truncated normal), so each layer's output
-        # has unit variance whatever its width: an FFN of d_ff 97 writes into the residual stream
-        # as strongly as one of d_ff 4779. (GPT-2's fixed 0.02 would make the FFN branch's output
-        # variance proportional to d_ff, leaving deep, narrow models with near-inert FFNs: a
-        # confound with depth.) T5X also shrinks the query kernel by sqrt(head_dim) because it does
-        # not scale attention logits; SDPA scales them, so q is not shrunk here.
-        # Token embeddings N(0, 1); the T5 bias tables uniform with variance_scaling(fan_avg).
-        if isinstance(module, nn.Linear):
-            fan_in = module.weight.size(1)
-            std = 1 / math.sqrt(fan_in) / 0.87962566  # T5X divides by the truncation's shrinkage
+        # T5X: every dense kernel std 1/sqrt(fan_in), so an FFN of d_ff 97 writes into the residual
+        # stream as strongly as one of d_ff 4779 (GPT-2's fixed 0.02 would leave deep, narrow models
+        # with near-inert FFNs: a confound with depth). T5X's shrinking of q by sqrt(head_dim) is
+        # SDPA's logit scaling here. Embeddings N(0, 1); bias tables variance_scaling(fan_avg).
+        if isinstance(module, nn.Linear):  # T5X divides std by the truncation's shrinkage
+            std = 1 / math.sqrt(module.weight.size(1)) / 0.87962566
             nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
         elif getattr(module, "rel_table", False):
             limit = math.sqrt(3 / ((module.weight.size(0) + module.weight.size(1)) / 2))
@@ -321,9 +300,7 @@ class GPT(nn.Module):
         # into the residual stream scaled by 1/sqrt(2 * n_layer), so the residual stream's
         # variance at init does not grow with depth.
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            std = 0.02
-            if getattr(module, "residual", False):
-                std /= math.sqrt(2 * self.config.n_layer)
+            std = 0.02 / (math.sqrt(2 * self.config.n_layer) if getattr(module, "residual", False) else 1)
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
@@ -335,19 +312,16 @@ class GPT(nn.Module):
         cfg = self.config
         q_idx = torch.arange(past, past + T, device=device)
         k_idx = torch.arange(past + T, device=device)
-        pos = None
+        pos, rot, mask, buckets = None, None, None, None
         if cfg.pos != "t5":  # absolute positions count real tokens only
             pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, past:] if valid is not None else q_idx[None]
-        rot = None
         if cfg.pos == "rope":
             hd = cfg.d_model // cfg.n_head
             inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=device).float() / hd))
             ang = pos.float()[:, None, :, None] * inv  # (B|1, 1, T, hd/2)
             rot = (ang.cos(), ang.sin())
-        mask, buckets = None, None
         if cfg.pos == "t5" or valid is not None or past > 0 or segments is not None:
-            causal = k_idx[None, :] <= q_idx[:, None]
-            allowed = causal[None, None]  # (1, 1, T, K)
+            allowed = (k_idx[None, :] <= q_idx[:, None])[None, None]  # causal, (1, 1, T, K)
             if segments is not None:  # packed examples: block-diagonal, each sees itself only
                 allowed = allowed & (segments[:, None, :, None] == segments[:, None, None, :])
             if valid is not None:  # padding keys are hidden; the diagonal stays so no row is empty
@@ -381,7 +355,7 @@ class GPT(nn.Module):
             block = self.blocks[i % self.config.n_unique]
             x = block(x, mask, rot, None if cache is None else cache[i], buckets)
         x = self.norm_f(x)
-        if self.config.tied and self.config.init == "t5x":
+        if self.config.tie_embeddings and self.config.init == "t5x":
             x = x * self.config.d_model ** -0.5  # T5: a tied head over N(0, 1) embeddings is rescaled
         if targets is None:
             return self.lm_head(x)
@@ -408,37 +382,36 @@ class GPT(nn.Module):
 def main(argv=None):
     from common import Parser, UserError, integer, parse_int_list  # the model itself needs nothing of the project
     p = Parser(description="A size class's table: at each depth, the d_ff that keeps the class's parameter count.")
-    p.add_argument("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help="size class")
-    p.add_argument("--vocab_size", type=integer(1), default=GPT2_VOCAB, help="GPT-2 BPE: 50257; the paper's T5: 32128")
-    p.add_argument("--depths", default="", help="comma-separated depths (default: the class's list)")
-    p.add_argument("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
-    p.add_argument("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer "
-                   "(T5X at the paper's time) or shared (one, the paper's totals)")
-    p.add_argument("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks (0: all)")
-    p.add_argument("--match", default="params", choices=MATCHES, help="looped d_ff: depth n_unique's or the depth's own")
-    p.add_argument("--context", type=integer(1), default=1024, help="context length for attention FLOPs")
-    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
-    a = p.parse_args(argv)
-    rows = []
-    try:
-        for n in parse_int_list(a.depths, "--depths") if a.depths else MODEL_CLASSES[a.model_class][3]:
+    a = p.add_argument
+    a("--model_class", default="41M", choices=tuple(MODEL_CLASSES), help="size class")
+    a("--vocab_size", type=integer(1), default=GPT2_VOCAB, help="GPT-2 BPE: 50257; the paper's T5: 32128")
+    a("--depths", default="", help="comma-separated depths (default: the class's list)")
+    a("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT)")
+    a("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: per_layer (T5X at the paper's "
+      "time) or shared (one, the paper's totals)")
+    a("--n_unique", type=integer(0), default=0, help="looped: this many distinct blocks (0: all)")
+    a("--match", default="params", choices=MATCHES, help="looped d_ff: depth n_unique's or the depth's own")
+    a("--context", type=integer(1), default=1024, help="context length for attention FLOPs")
+    a("--json", action="store_true", help="print one JSON list instead of a table")
+    a, rows = p.parse_args(argv), []
+    try:  # the class's own list stops where this block's layers run out; a depth asked for must exist
+        depths = parse_int_list(a.depths, "--depths") if a.depths else [
+            n for n in MODEL_CLASSES[a.model_class][3] if d_ff_for(a.model_class, n, a.block) >= 1]
+        for n in depths:
             if n < 1 or d_ff_for(a.model_class, n, a.block) < 1:
-                if a.depths:  # the class's own list just stops where this block's layers run out
-                    raise ValueError(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 "
-                                     f"to {deepest(a.model_class, a.block)}")
-                continue
-            cfg = config_for(a.model_class, n, quiet=True, n_unique=min(a.n_unique, n), vocab_size=a.vocab_size,
-                             block=a.block, rel_bias=a.rel_bias, match=a.match)
-            c = count_params(cfg, a.context)
-            rows.append({"n_layer": n, "n_unique": cfg.n_unique, "d_model": cfg.d_model, "n_head": cfg.n_head,
-                         "d_ff": cfg.d_ff, "d_ff/d_model": round(cfg.d_ff / cfg.d_model, 3),
-                         "rel_bias_tables": cfg.n_rel_tables, "params_total": c["total"],
-                         "params_non_embedding": c["non_embedding"], "flops_per_token": c["forward_flops_per_token"]})
+                raise ValueError(f"depth {n} is impossible for class {a.model_class}; allowed depths are 1 "
+                                 f"to {deepest(a.model_class, a.block)}")
+            c = config_for(a.model_class, n, quiet=True, n_unique=min(a.n_unique, n), vocab_size=a.vocab_size,
+                           block=a.block, rel_bias=a.rel_bias, match=a.match)
+            k = count_params(c, a.context)
+            rows.append({"n_layer": n, "n_unique": c.n_unique, "d_model": c.d_model, "n_head": c.n_head, "d_ff": c.d_ff,
+                         "d_ff/d_model": round(c.d_ff / c.d_model, 3), "rel_bias_tables": c.n_rel_tables,
+                         "params_total": k["total"], "params_non_embedding": k["non_embedding"],
+                         "flops_per_token": k["forward_flops_per_token"]})
     except ValueError as e:
         raise UserError(str(e)) from None
-    table = [list(rows[0])] + [list(r.values()) for r in rows]
-    print(json.dumps(rows) if a.json else "\n".join(" | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r)
-                                                    for r in table))
+    fmt = lambda r: " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r)  # noqa: E731
+    print(json.dumps(rows) if a.json else "\n".join(map(fmt, [list(rows[0])] + [list(r.values()) for r in rows])))
 
 
 if __name__ == "__main__":
