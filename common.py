@@ -1,8 +1,9 @@
 """What every script needs of its surroundings: errors and the command line, devices and
-precision, the tokenizer, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
+precision, the tokenizer, the jobs run as processes, result tables, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
 corpus.py, the training loop in trainer.py."""
 import argparse
 import contextlib
+import csv
 import fcntl
 import functools
 import hashlib
@@ -10,9 +11,12 @@ import io
 import json
 import math
 import os
+import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -322,6 +326,107 @@ def _merge(piece, ranks):
             break
         parts[i:i + 2] = [parts[i] + parts[i + 1]]
     return [ranks[p] for p in parts]
+
+
+# --- the jobs as processes: the study runs train.py, finetune.py, evaluate.py as a user would ----
+
+def run_script(script, argv, check=False):
+    """Run ROOT/script with argv in a child process. check: the child only parses its flags
+    (--check) and its one error line, if any, becomes this process's UserError. Otherwise the
+    child writes to this terminal; its failure (already explained on stderr) ends this process
+    with the child's exit code, and this process's SIGTERM or death stops the child too."""
+    cmd = [sys.executable, str(ROOT / script), *argv]
+    if check:
+        r = subprocess.run(cmd + ["--check"], capture_output=True, text=True)
+        if r.returncode:
+            line = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+            raise UserError(f"{script}: {line.removeprefix('error: ')}")
+        return
+    child = subprocess.Popen(cmd, preexec_fn=_stop_with_parent)
+    try:
+        with sigterm_exits():
+            code = child.wait()
+    finally:
+        if child.poll() is None:  # this process was stopped: the child goes with it, checkpoints intact
+            child.terminate()
+            child.wait()
+    if code:
+        raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """SIGTERM (a scheduler's or torchrun's stop) becomes an exit, so a checkpoint being written is
+    cleaned up as on Ctrl-C; the checkpoints already on disk are untouched. (Main thread only:
+    Python delivers signals there.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _stop_with_parent():
+    """Linux: the child gets SIGTERM when its parent dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+# --- results: means with confidence intervals, and result tables read back ---------------------
+
+# two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+       2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+       2.045, 2.042]
+
+
+def mean_ci(values):
+    """Mean and half-width of the 95% confidence interval (t-distribution over seeds)."""
+    values = [v for v in values if v not in (None, "") and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, float("nan")
+    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
+    return m, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+TEXT_COLUMNS = {"model_class", "task", "control", "code_version", "recipe", "pretrain_args", "finetune_args",
+                "vocab", "batching", "dtype", "run", "variant", "pretrain_dataset"}
+
+
+def read_csv(path):
+    """A results or curve CSV as written, numbers and booleans parsed back ([] if absent)."""
+    def value(k, v):
+        if k in TEXT_COLUMNS or k.endswith("sha256") or v == "":
+            return v
+        if v in ("True", "False"):
+            return v == "True"
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+    if not Path(path).is_file():
+        return []
+    return [{k: value(k, v) for k, v in r.items()} for r in csv.DictReader(open(path, newline=""))]
+
+
+def write_csv(path, rows):
+    """rows (dicts) as a CSV, atomically; the columns in order of first appearance."""
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 # --- atomic writes: a crash never leaves a half-written file under the real name ---------------

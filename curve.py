@@ -13,8 +13,6 @@ or checkpoint on them would be choosing on the generalization split. Writes resu
 and curve.png.
 """
 import argparse
-import csv
-import io
 import json
 import random
 import re
@@ -24,10 +22,10 @@ import torch
 
 import tasks
 from checkpoint import load_checkpoint, model_from
-from common import ROOT, Parser, UserError, code_version, integer, main_guard, save_figure, write_atomic
+from common import (ROOT, Parser, UserError, code_version, integer, main_guard, mean_ci, read_csv, save_figure,
+                    write_atomic, write_csv)
 from corpus import ensure_prepared
 from model import GPTConfig
-from sweep import mean_ci, read_csv
 
 CELL = re.compile(r"^d(\d+)(?:_(u\d+\w+))?_s(\d+)$")  # d4_s0, d4_u1params_s0
 
@@ -179,12 +177,7 @@ def figure(rows, path):
 def main(argv=None):
     args = get_args(argv)
     root, rows = collect(args)
-    buf = io.StringIO()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(root / "curve.csv", buf.getvalue())
+    write_csv(root / "curve.csv", rows)
     md = (f"Training-length curve of results/{args.name}: exact match (%) on a seeded sample of {args.limit} "
           "examples per split at each snapshot, mean ± 95% CI over the seeds that reached it. Read only; "
           "nothing was chosen on it.\n\n" + table(rows))

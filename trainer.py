@@ -12,14 +12,12 @@ hands it to fit(), which runs these steps:
     Run.finish     summary.json, and the process group torn down
 """
 import argparse
-import contextlib
 import gc
 import json
 import math
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -29,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
-from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer,
+from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer, sigterm_exits,
                     keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries, write_atomic)
 from model import (BLOCKS, GPT, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for,
                    count_params)
@@ -83,6 +81,8 @@ def add_training_flags(p, **defaults):
       "CPUs where a quick matmul finds it faster; else fp32), float32, bfloat16")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--quiet", action="store_true", help="no progress bar")
+    a("--check", action="store_true", help="check the flags and the recipe, then exit without training "
+      "(sweep.py does this before hours of work)")
 
 
 def add_model_flags(p):
@@ -438,24 +438,11 @@ def fit(args, kind, make_job):
     check_args(args)
     pick_device(args.device)  # a device this machine lacks is refused before anything is read
     folder_to_write(args.out_dir, "--out_dir")
+    if args.check:
+        return None
     rank0 = int(os.environ.get("RANK", "0")) == 0  # rank 0 holds the folder for all of torchrun's ranks
     with hold_folder(args.out_dir) if rank0 else nullcontext(), sigterm_exits():
         return train_to_end(args, kind, make_job)
-
-
-@contextlib.contextmanager
-def sigterm_exits():
-    """SIGTERM (a scheduler's or torchrun's stop) becomes an exit, so a checkpoint being written is
-    cleaned up as on Ctrl-C; the checkpoints already on disk are untouched. (Main thread only:
-    Python delivers signals there.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def train_to_end(args, kind, make_job):

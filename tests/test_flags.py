@@ -177,3 +177,16 @@ def test_a_recipe_value_of_the_wrong_kind_is_refused_in_one_line(values, needle,
     err = capsys.readouterr().err
     assert e.value.code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+JOBS = ("train", "finetune", "evaluate", "sample", "sweep", "report", "curve", "bench")
+
+
+def test_no_job_imports_another():
+    """Jobs stand on the library alone; the study runs the other jobs as processes."""
+    import ast
+    for job in JOBS:
+        tree = ast.parse((ROOT / f"{job}.py").read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & (set(JOBS) - {job}), f"{job}.py imports {sorted(names & set(JOBS))}"

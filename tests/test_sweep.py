@@ -5,15 +5,16 @@ import pytest
 
 from conftest import ROOT
 
+import report
 import sweep
-from common import UserError
+from common import UserError, mean_ci
 
 
 def test_mean_ci():
-    m, h = sweep.mean_ci([1.0, 2.0, 3.0])
+    m, h = mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
-    assert sweep.mean_ci([5.0])[0] == 5.0
-    assert sweep.effective_rank(__import__("torch").ones(4)) == pytest.approx(4.0)
+    assert mean_ci([5.0])[0] == 5.0
+    assert report.effective_rank(__import__("torch").ones(4)) == pytest.approx(4.0)
 
 
 @pytest.mark.slow
@@ -144,31 +145,30 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch):
     assert "--finetune_args '--batch_size 2 --eval_examples 2'" in (root / "command.txt").read_text()
     assert (root / "looped_by_depth.png").stat().st_size > 1000
 
-    # --collect tables the finished cells among those named and trains none of the others
-    (root / "runs" / "d2_u1compute_s0" / "ft_geoquery" / "eval_geoquery.json").unlink()
-    before = (root / "results.csv").read_text()
-    rows = sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2,4", "--seeds", "0,1",
-                       "--tasks", "geoquery", "--pretrain_iters", "0", "--looped", "1", "--dev_selected",
-                       "--collect", "--quiet"])
-    assert {(r["n_layer"], r["control"]) for r in rows} == {(1, ""), (2, ""), (2, "looped_params_u1")}
-    assert sorted(p.name for p in (root / "runs").iterdir()) == ["d1_s0", "d2_s0", "d2_u1compute_s0",
-                                                                  "d2_u1params_s0"]
-    assert not (root / "runs" / "d2_u1compute_s0" / "ft_geoquery" / "eval_geoquery.json").exists()
+    # report.py tables what results.csv holds and trains nothing: a lane that has finished seed 1 at
+    # depth 1 only leaves depth 2 of seed 1 named as having no row yet
+    sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1", "--seeds", "1", "--tasks", "geoquery",
+                "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--quiet",
+                "--finetune_args", "--batch_size 2 --eval_examples 2"])
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    assert len(rows) == 5 and sorted(p.name for p in (root / "runs").iterdir()) == [
+        "d1_s0", "d1_s1", "d2_s0", "d2_u1compute_s0", "d2_u1params_s0"]
+    (root / "summary.md").unlink()
+    report.main(["--name", str(root)])
     summary = (root / "summary.md").read_text()
-    assert "left out as unfinished: d4_s0, d2_u1compute_s0" in summary and "dev_selected s0" in summary
-    assert len(list(csv.DictReader(open(root / "results.csv")))) == 3 and before.count("\n") == 5
-    with pytest.raises(UserError, match="no finished cells"):
-        sweep.main(["--name", "empty", "--depths", "1", "--seeds", "0", "--tasks", "geoquery", "--collect"])
+    assert "No row yet (unfinished, or not run): d2_s1." in summary and "seeds 0,1" in summary
+    assert sorted(p.name for p in (root / "runs").iterdir())[1] == "d1_s1"  # nothing trained
+    with pytest.raises(UserError, match="holds no finished cell yet"):
+        report.main(["--name", str(tmp_path / "results" / "empty")])
     assert not (tmp_path / "results" / "empty").exists()
 
 
 def test_paired_differences_pair_by_seed():
     import types
 
-    import sweep
     rows = [{"n_layer": d, "seed": s, "task": "cogs_vf", "gen_acc": g, "id_acc": 0.9}
             for d, s, g in ((1, 0, 0.10), (2, 0, 0.30), (1, 1, 0.50), (2, 1, 0.70), (2, 2, 0.99))]
-    lines = sweep.paired_differences(rows, types.SimpleNamespace(task_list=["cogs_vf"]), [1, 2])
+    lines = report.paired_differences(rows, types.SimpleNamespace(task_list=["cogs_vf"]), [1, 2])
     row = next(line for line in lines if line.startswith("| cogs_vf | 2"))
     # seeds 0 and 1 differ by +20 each (unpaired means 40 vs 66 would say nothing); seed 2 has no depth 1
     assert "| 2 | 20.0 ± 0.0 | 0.0 ± 0.0 | +20.0, +20.0 |" in row

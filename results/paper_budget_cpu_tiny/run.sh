@@ -23,5 +23,5 @@ lane 2 6 &
 wait
 $S
 python curve.py --name $N
-# While cells are still running, `$S --collect` tables the finished ones and trains nothing, and
+# While cells are still running, `python report.py --name $N` tables the finished ones and trains nothing, and
 # `python curve.py --name $N` scores the snapshots of the finished ones.
