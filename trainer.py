@@ -1,22 +1,16 @@
 """
-The training loop shared by pretraining (train.py) and fine-tuning (finetune.py): flags, the
-optimizer and its schedule, checkpoints with exact resume, snapshots, evals, the NaN guard, DDP.
+The training loop of both training jobs: train.py pretrains, finetune.py fine-tunes, and they
+differ only in the Job they hand to fit(): where the batches and the evals come from.
 
-A job describes itself with a Job (its model config, batches, evaluation and data provenance) and
-hands it to fit(), which runs these steps:
-
-    Run.__init__   settle the settings (a resumed run keeps its own), processes, model, optimizer
-    Run.step       one optimizer step over gradient_accumulation_steps micro-batches
-    Run.evaluate   the job's evaluation, appended to log.jsonl
-    Run.save       ckpt.pt (full, atomic) or a weights snapshot
-    Run.finish     summary.json, and the process group torn down
+Read it top to bottom: the flags, the optimizer and its schedule (lr_at), the Run (model,
+optimizer, counters; evaluate, save, finish), then fit() and train(), the loop itself. What only
+clusters need (torchrun's processes and restarts, DDP, the all-process non-finite decision, the
+tests' fault injection, resuming with the run's own settings) is in cluster.py, one call each.
 """
 import argparse
-import gc
 import json
 import math
 import os
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -26,19 +20,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from checkpoint import load_for_resume, rng_state, save_checkpoint, set_rng_state
+import cluster
+from checkpoint import save_checkpoint, set_rng_state
 from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer, sigterm_exits,
                     keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries, write_atomic)
 from model import (BLOCKS, GPT, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for,
                    count_params)
 
 OPTIMIZERS = ("adamw", "adafactor")
-# what a resumed run may change when the command line gives it; everything else is the run's own
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "snapshot_interval", "snapshot_steps", "out_dir", "data_dir",
-                     "device", "compile", "quiet", "max_minutes", "learning_rate", "min_lr", "grad_clip", "dtype",
-                     "new_data")
-
-
 # --- flags ------------------------------------------------------------------------------------------
 
 def add_training_flags(p, **defaults):
@@ -188,82 +177,27 @@ class Job:
         self.init, self.describe = init, describe
 
 
-def setup_processes(device_flag):
-    """Rank, world size and device; torchrun sets RANK and WORLD_SIZE."""
-    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = pick_device(device_flag)
-    if ddp:
-        if device.startswith("cuda"):
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(device)
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-            torch.distributed.init_process_group(backend, store=life_store(world), rank=rank, world_size=world)
-        else:
-            torch.distributed.init_process_group(backend)
-    return rank, world, device
-
-
-def life_store(world):
-    """torchrun's store, under a key prefix of its own for each life of the workers. The store
-    outlives a restart (--max-restarts), and without the prefix a restarted worker can read the
-    address a dead one published there and fail to connect to it ("Gloo connectFullMesh failed
-    ... Connection refused"; pytorch/pytorch#167288)."""
-    store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                                       is_master=False)
-    return torch.distributed.PrefixStore(f"nanodepth/life{restarts()}", store)
-
-
-def settle_settings(args, kind):
-    """The checkpoint to resume (or None). A resumed run continues with the settings it was
-    started with, except those in RESUME_MAY_CHANGE that this command line gave."""
-    ckpt_path = Path(args.out_dir) / "ckpt.pt"
-    if restarts() and ckpt_path.exists():  # torchrun restarted the workers: continue the run
-        args.resume, args.overwrite = True, False
-    if not args.resume:
-        if ckpt_path.exists() and not args.overwrite:
-            raise UserError(f"{ckpt_path} exists; pass --resume to continue that run or --overwrite to replace it")
-        return None
-    resume = load_for_resume(ckpt_path, kind)
-    given = set(getattr(args, "given_flags", ()))
-    keep = {k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in given}
-    keep.update(resume=args.resume, overwrite=args.overwrite, given_flags=sorted(given))
-    vars(args).update({**resume["run_config"], **keep})
-    return resume
-
-
-def check_same_data(before, now, allowed, ckpt_path):
-    """A resume goes on with the data the run started with (the dataset or task and every file's
-    sha256); other data only with --new_data, and then the earlier record stays in the new one."""
-    if not before:  # a checkpoint from before runs recorded their data
-        return
-    ident = lambda d: {k: v for k, v in d.items() if k in ("name", "task") or k.endswith("sha256")}  # noqa: E731
-    changed = sorted(k for k in ident(before).keys() | ident(now).keys() if before.get(k) != now.get(k))
-    if not changed:
-        return
-    if not allowed:
-        raise UserError(f"{ckpt_path} was trained on other data than this resume reads ({', '.join(changed)} "
-                        "differ); resume with the run's own data, or pass --new_data to go on with this")
-    now["resumed_from_data"] = before
-
+# --- the run: what the loop works on ------------------------------------------------------------
 
 class Run:
+    """The run's settings (a resumed run keeps its own), processes, model, optimizer and counters,
+    and the three things the loop does besides stepping: evaluate, save, finish."""
+
     def __init__(self, args, kind, make_job):
         self.args, self.kind = args, kind
-        resume = settle_settings(args, kind)
+        resume = cluster.settle_settings(args, kind)
         self.out = Path(args.out_dir)
         self.ckpt_path = self.out / "ckpt.pt"
-        self.rank, self.world, self.device = setup_processes(args.device)
+        self.rank, self.world, self.device = cluster.setup_processes(args.device)
         if self.device == "cpu":
             keep_freed_memory()
-        self.ddp, self.master = self.world > 1, self.rank == 0
+        self.master = self.rank == 0
         self.dtype = pick_dtype(args.dtype, self.device)
         resumed_cfg = GPTConfig(**resume["model_config"]) if resume else None
         self.job = make_job(args, self.rank, self.world, resumed_cfg)
         self.cfg = resumed_cfg or self.job.config
         if resume:
-            check_same_data(resume.get("data"), self.job.data, args.new_data, self.ckpt_path)
+            cluster.check_same_data(resume.get("data"), self.job.data, args.new_data, self.ckpt_path)
 
         torch.manual_seed(args.seed)
         self.model = GPT(self.cfg)
@@ -272,17 +206,15 @@ class Run:
         self.model.to(self.device)
         self.optimizer = make_optimizer(self.model, self.device, args.optimizer, args.learning_rate,
                                         args.weight_decay, (args.beta1, args.beta2))
-        self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
+        self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)  # this process's data order
         self.step_n, self.best, self.tokens = 0, float("inf"), 0
         self.saved_step = None  # the step of the checkpoint on disk, for the NaN message
         self.seconds_before = 0.0  # training time of the run's earlier processes (resumed runs)
         self.elapsed, self.resumed_metrics = 0.0, None  # training time at the last eval; a resumed run's last metrics
         if resume:
             self.restore(resume)
-        self.train_model = torch.compile(self.model) if args.compile else self.model
-        if self.ddp:
-            self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.train_model, device_ids=[self.device] if self.device.startswith("cuda") else None)
+        self.train_model = cluster.wrap(torch.compile(self.model) if args.compile else self.model,
+                                        self.world, self.device)
         self.info = {"kind": kind, "run_config": vars(args), "model_config": asdict(self.cfg),
                      "params": count_params(self.cfg, self.cfg.block_size), "seed": args.seed,
                      "code_version": code_version(), "data": self.job.data, "device": self.device,
@@ -313,55 +245,15 @@ class Run:
         c, n = self.cfg, self.info["params"]
         print(f"{self.job.describe}n_layer={c.n_layer} d_model={c.d_model} d_ff={c.d_ff} "
               f"params={n['total']:,} (non-embedding {n['non_embedding']:,}) device={self.device} "
-              f"dtype={self.dtype}" + (f" processes={self.world}" if self.ddp else ""), flush=True)
-
-    def step(self, lr):
-        """One optimizer step; returns the training loss. A non-finite loss stops the run with the
-        last good checkpoint intact."""
-        args, accum = self.args, self.args.gradient_accumulation_steps
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        loss_sum = 0.0
-        for micro in range(accum):
-            # (x, y), or (x, y, segments) for packed examples
-            batch = self.job.batch(self.gen, self.rank, self.world)
-            x, y, *packed = (t.to(self.device, non_blocking=True) for t in batch)
-            extra = {"segments": packed[0]} if packed else {}
-            sync = not self.ddp or micro == accum - 1
-            ctx = nullcontext() if sync else self.train_model.no_sync()  # all-reduce once per step
-            with ctx, autocast(self.device, self.dtype):
-                loss = self.train_model(x, targets=y, z_loss=args.z_loss, **extra) / accum
-            if self.step_n + 1 == fault("NAN_AT_STEP", self.rank):
-                loss = loss * float("nan")
-            loss.backward()
-            loss_sum += loss.item()
-            self.tokens += x.numel() * self.world
-        # the gradient norm is the same on every rank (DDP has averaged the gradients), the loss is
-        # all-reduced: every rank applies the step, or every rank stops, together
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip or float("inf"))
-        health = torch.stack([torch.tensor(loss_sum, device=norm.device), norm.float()])
-        if self.ddp:
-            torch.distributed.all_reduce(health)
-        if not torch.isfinite(health).all():
-            if self.ddp:  # every rank has decided; they stop together
-                torch.distributed.barrier()
-            kept = f"the last good checkpoint {self.ckpt_path} (step {self.saved_step}) is kept" \
-                if self.saved_step is not None else "no checkpoint had been written yet"
-            raise UserError(f"the loss or gradient became non-finite at step {self.step_n + 1} (loss {loss_sum}, "
-                            f"gradient norm {norm.item()}, all processes); the step was not applied; {kept}; "
-                            "resume it with --resume and a lower --learning_rate (or --dtype float32)")
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step_n += 1
-        return loss_sum
+              f"dtype={self.dtype}" + (f" processes={self.world}" if self.world > 1 else ""), flush=True)
 
     def evaluate(self, train_loss, lr, elapsed):
+        """The job's evaluation (eval mode, no gradients), appended to log.jsonl."""
         self.elapsed = elapsed  # saved with the checkpoint, so a resumed run's clock goes on from it
-        was_training = self.model.training
         self.model.eval()
         with torch.no_grad(), autocast(self.device, self.dtype):
             metrics = self.job.evaluate(self.model)
-        self.model.train(was_training)
+        self.model.train()
         self.best = min(self.best, metrics["val_loss"])
         rec = {"step": self.step_n, "train_loss": train_loss, **metrics, "val_ppl": math.exp(metrics["val_loss"]),
                "lr": lr, "tokens": self.tokens, "elapsed_s": elapsed}
@@ -370,32 +262,24 @@ class Run:
                 f.write(json.dumps(rec) + "\n")
         return metrics
 
-    def rng_states(self):
-        state = rng_state(self.gen)
-        if not self.ddp:
-            return [state]
-        states = [None] * self.world
-        torch.distributed.all_gather_object(states, state)
-        return states
-
     def save(self, metrics, full=True):
-        """ckpt.pt (what resuming needs), or a snapshot of the weights alone."""
+        """ckpt.pt (what resuming needs: weights, optimizer, data order, counters), or a snapshot of
+        the weights alone."""
         ck = {"kind": self.kind, "model_config": asdict(self.cfg),
               "model": self.model.state_dict(), "step": self.step_n, "val_loss": metrics["val_loss"],
               "metrics": metrics, "elapsed_s": self.elapsed, "run_config": vars(self.args),
-              "code_version": self.info["code_version"],
-              "data": self.job.data}
+              "code_version": self.info["code_version"], "data": self.job.data}
         if full:
-            ck.update(optimizer=self.optimizer.state_dict(), rng=self.rng_states(), best_val_loss=self.best,
-                      tokens=self.tokens)
+            ck.update(optimizer=self.optimizer.state_dict(), rng=cluster.rng_states(self.gen, self.world),
+                      best_val_loss=self.best, tokens=self.tokens)
             self.saved_step = self.step_n
         if self.master and full:
             save_checkpoint(ck, self.ckpt_path, keep_previous=True)
         elif self.master:
             (self.out / "snapshots").mkdir(exist_ok=True)
             save_checkpoint(ck, self.out / "snapshots" / f"step_{self.step_n:07d}.pt")
-        if self.ddp and full:  # no rank runs ahead of a checkpoint that is not yet on disk
-            torch.distributed.barrier()
+        if full:  # no process runs ahead of a checkpoint that is not yet on disk
+            cluster.barrier(self.world)
 
     def finish(self, metrics, seconds, tok_s):
         summary = {**self.info, "step": self.step_n, **(metrics or {}),
@@ -403,38 +287,39 @@ class Run:
                    "best_val_loss": self.best, "train_seconds": seconds, "tokens_per_s_last": tok_s}
         if self.master:
             write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
-        self.close()
+        cluster.close(self)
         return summary
 
-    def close(self):
-        if self.ddp:
-            # free the DDP wrapper (it holds the process group) before tearing the group down: left to
-            # interpreter shutdown, gloo's threads can die unjoined and abort the process after a good run
-            del self.train_model
-            gc.collect()
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+
+class Progress:
+    """The progress bar with the training loss and tokens per second (over the last ~2 seconds)."""
+
+    def __init__(self, args, run):
+        self.run, self.tok_s = run, 0.0
+        self.bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master,
+                        unit="step", dynamic_ncols=True)
+        self.t, self.tokens = time.time(), run.tokens
+
+    def update(self, train_loss, metrics, final):
+        if time.time() - self.t > 2.0 or final:
+            self.tok_s = (self.run.tokens - self.tokens) / (time.time() - self.t)
+            self.t, self.tokens = time.time(), self.run.tokens
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{self.tok_s:,.0f}",
+                             val=f"{metrics['val_loss']:.3f}" if metrics else "-")
+
+    def saved(self, train_loss, metrics):
+        if self.run.master:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            tqdm.write(f"step {self.run.step_n}: train loss {train_loss:.4f}, {shown}, saved {self.run.ckpt_path}")
+            sys.stdout.flush()
 
 
-def restarts():
-    """How often torchrun has restarted this run's workers (--max-restarts)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-
-
-def fault(name, rank):
-    """Fault injection for the tests, the deterministic stand-in for what clusters do to runs:
-    NANODEPTH_KILL_AT_STEP=N (SIGKILL right after step N) and NANODEPTH_NAN_AT_STEP=N (a NaN loss
-    at step N), on the rank NANODEPTH_FAULT_RANK (default: every rank), in a run's first life
-    only (not after a torchrun restart). 0: no fault."""
-    only = os.environ.get("NANODEPTH_FAULT_RANK")
-    if restarts() or (only is not None and int(only) != rank):
-        return 0
-    return int(os.environ.get(f"NANODEPTH_{name}", "0"))
-
+# --- the loop ------------------------------------------------------------------------------------
 
 def fit(args, kind, make_job):
     """Train to args.max_iters (or --max_minutes); make_job(args, rank, world, resumed_config or
-    None) -> Job. Evaluates and writes ckpt.pt every eval_interval steps and at the end."""
+    None) -> Job. The run's folder is held against a second process for the whole run."""
     check_args(args)
     pick_device(args.device)  # a device this machine lacks is refused before anything is read
     folder_to_write(args.out_dir, "--out_dir")
@@ -442,39 +327,48 @@ def fit(args, kind, make_job):
         return None
     rank0 = int(os.environ.get("RANK", "0")) == 0  # rank 0 holds the folder for all of torchrun's ranks
     with hold_folder(args.out_dir) if rank0 else nullcontext(), sigterm_exits():
-        return train_to_end(args, kind, make_job)
+        return train(Run(args, kind, make_job), args)
 
 
-def train_to_end(args, kind, make_job):
-    run = Run(args, kind, make_job)
+def train(run, args):
+    """Each step: the learning rate from the schedule, forward and backward over the step's
+    micro-batches (GPT.loss: the cross-entropy over the targets that are not -1), the gradient
+    clipped, the optimizer stepped. Every eval_interval steps (and at the end): evaluate and write
+    ckpt.pt; snapshots of the weights where asked."""
     if run.step_n >= args.max_iters and (run.out / "summary.json").exists():  # resumed after the end
         if run.master:
             print(f"{run.out} finished at step {run.step_n} (max_iters {args.max_iters}); nothing to do")
-        run.close()
+        cluster.close(run)
         return json.loads((run.out / "summary.json").read_text())
-    run.model.train()
-    kill_at = fault("KILL_AT_STEP", run.rank)
+    model, optimizer, accum = run.model, run.optimizer, args.gradient_accumulation_steps
     snap_steps = {int(s) for s in (args.snapshot_steps or "").split(",") if s}
     t0, budget_s = time.time() - run.seconds_before, args.max_minutes * 60
-    bar = tqdm(total=args.max_iters, initial=run.step_n, disable=args.quiet or not run.master, unit="step",
-               dynamic_ncols=True)
-    train_loss, tok_s, metrics, lr = float("nan"), 0.0, None, lr_at(run.step_n, **schedule_of(args))
-    t_window, tok_window = time.time(), run.tokens
+    progress, train_loss, metrics = Progress(args, run), float("nan"), None
+    lr = lr_at(run.step_n, **schedule_of(args))
+    model.train()
     while run.step_n < args.max_iters:
-        time_frac = (time.time() - t0) / budget_s if budget_s else 0.0
+        time_frac = (time.time() - t0) / budget_s if budget_s else 0.0  # --max_minutes: the clock ends the run
         if time_frac >= 1.0:
             break
         lr = lr_at(run.step_n, **schedule_of(args), time_frac=time_frac)
-        train_loss = run.step(lr)
-        if run.step_n == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if time.time() - t_window > 2.0 or run.step_n == args.max_iters:
-            tok_s = (run.tokens - tok_window) / (time.time() - t_window)
-            t_window, tok_window = time.time(), run.tokens
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
-                        val=f"{metrics['val_loss']:.3f}" if metrics else "-")
-        last = run.step_n == args.max_iters or (budget_s and time.time() - t0 >= budget_s)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_loss = 0.0
+        for micro in range(accum):
+            x, y, *packed = (t.to(run.device, non_blocking=True) for t in run.job.batch(run.gen, run.rank, run.world))
+            with cluster.no_sync(run.train_model, micro < accum - 1), autocast(run.device, run.dtype):
+                loss = run.train_model(x, targets=y, z_loss=args.z_loss, segments=packed[0] if packed else None) / accum
+            loss.backward()
+            train_loss += loss.item()
+            run.tokens += x.numel() * run.world
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip or float("inf"))
+        cluster.stop_unless_finite(train_loss, norm, run)  # on every process together, the step not applied
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        run.step_n += 1
+        cluster.kill_if_asked(run.step_n, run.rank)  # the tests' stand-in for a preempted node
+        last = run.step_n == args.max_iters or bool(budget_s and time.time() - t0 >= budget_s)
+        progress.update(train_loss, metrics, last)
         snap = (args.snapshot_interval and run.step_n % args.snapshot_interval == 0) or run.step_n in snap_steps
         due = run.step_n % args.eval_interval == 0 or last
         if snap or due:
@@ -483,9 +377,6 @@ def train_to_end(args, kind, make_job):
                 run.save(metrics, full=False)
             if due:
                 run.save(metrics)
-                if run.master:
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-                    tqdm.write(f"step {run.step_n}: train loss {train_loss:.4f}, {shown}, saved {run.ckpt_path}")
-                    sys.stdout.flush()
-    bar.close()
-    return run.finish(metrics or run.resumed_metrics, time.time() - t0, tok_s)
+                progress.saved(train_loss, metrics)
+    progress.bar.close()
+    return run.finish(metrics or run.resumed_metrics, time.time() - t0, progress.tok_s)

@@ -1,6 +1,6 @@
 """Runs that survive what machines and clusters do to them: damaged checkpoints, failed writes,
 a NaN on one process, a process killed under torchrun. Faults are injected deterministically
-(trainer.fault)."""
+(cluster.fault)."""
 import json
 import os
 import re

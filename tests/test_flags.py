@@ -190,3 +190,14 @@ def test_no_job_imports_another():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & (set(JOBS) - {job}), f"{job}.py imports {sorted(names & set(JOBS))}"
+
+
+def test_every_function_reads_in_one_sitting():
+    """No function of the project is over 60 lines (the loop in trainer.train included)."""
+    import ast
+    files = sorted(ROOT.glob("*.py")) + sorted((ROOT / "tools").glob("*.py")) + sorted((ROOT / "data").rglob("*.py"))
+    long = [f"{f.name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)" for f in files
+            for n in ast.walk(ast.parse(f.read_text()))
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60]
+    assert not long, long
+    assert not list((ROOT / "results").rglob("*.py")), "code belongs with the scripts, not under results/"
