@@ -21,6 +21,8 @@ import tasks
 from checkpoint import load_checkpoint
 from common import ROOT, Parser, UserError, main_guard, mean_ci, read_csv, save_figure, write_atomic
 
+LATER_COLUMNS = ("n_unique", "flops_per_token", "bits_per_byte", "pretrain_vocab_size", "pretrain_dataset",
+                 "pretrain_args", "finetune_args", "recipe", "recipe_sha256", "eval_n")
 CELL = re.compile(r"^d(\d+)(?:_u(\d+)(\w+))?_s(\d+)$")  # d4_s0, d4_u1params_s0
 
 
@@ -39,12 +41,13 @@ class Study:
     def __init__(self, root, rows):
         main = [r for r in rows if not r["control"]]
         self.name, self.root = root.name, root
-        self.task_list = list(dict.fromkeys(r["task"] for r in rows))
+        self.task_list = [t for t in dict.fromkeys(r["task"] for r in rows) if t]  # none: a pretraining study
+        self.pre_task = self.task_list[0] if self.task_list else ""  # the rows that carry a model's pretraining
         self.model_class = main[0]["model_class"]
         self.seeds = ",".join(str(s) for s in sorted({r["seed"] for r in main}))
         self.pretrained = any(r["pretrain_step"] for r in main)
         self.dataset = next((r.get("pretrain_dataset") for r in main if r.get("pretrain_dataset")), "")
-        self.eval_n = sorted({r["eval_n"] for r in main if r["eval_n"] != ""})
+        self.eval_n = sorted({r["eval_n"] for r in main if r.get("eval_n", "") != ""})
         self.config, self.config_sha256 = main[0]["recipe"], main[0]["recipe_sha256"]
         self.pretrain_args, self.finetune_args = main[0]["pretrain_args"], main[0]["finetune_args"]
         # the grid the rows span, and what of it has no row yet (unfinished, or not run)
@@ -111,23 +114,29 @@ def summarize(rows, study):
     depths = sorted({r["n_layer"] for r in main})
     versions = sorted({r["code_version"] for r in rows})
     lines = [f"# {study.name}: {study.model_class} class, seeds {study.seeds}", "",
-             f"Mean over seeds ± 95% CI half-width (t-distribution). Generalization exact match in %, "
-             f"scored on {' or '.join(f'{n:,}' for n in study.eval_n) or 'all'} generalization examples per run. "
-             f"Runs made by code {', '.join(versions)}"
+             "Mean over seeds ± 95% CI half-width (t-distribution). "
+             + (f"Generalization exact match in %, scored on {' or '.join(f'{n:,}' for n in study.eval_n) or 'all'} "
+                "generalization examples per run. " if study.task_list else "A pretraining study (no fine-tuning). ")
+             + f"Runs made by code {', '.join(versions)}"
              + (f"; recipe {study.config} (sha256 {study.config_sha256})." if study.config else ".")
              + "".join(f" {k}: `{getattr(study, k)}`." for k in ("pretrain_args", "finetune_args")
                        if getattr(study, k)), "",
              *([f"No row yet (unfinished, or not run): {', '.join(study.skipped)}.", ""] if study.skipped else []),
              *([f"Carried over from the earlier results.csv (run folders on the machine that ran them): "
                 f"{', '.join(study.kept)}.", ""] if study.kept else []),
-             "| depth | d_ff | perplexity | bits per byte | " + " | ".join(f"{t} gen" for t in study.task_list) + " |",
+             "| " + " | ".join(["depth", "d_ff", "perplexity", "bits per byte", *(f"{t} gen" for t in study.task_list)])
+             + " |",
              "|---|---|---|---|" + "---|" * len(study.task_list)]
     for d in depths:
         rs = [r for r in main if r["n_layer"] == d]
-        ppl, bpb = (mean_ci([r.get(k, "") for r in rs if r["task"] == study.task_list[0]])
+        ppl, bpb = (mean_ci([r.get(k, "") for r in rs if r["task"] == study.pre_task])
                     for k in ("perplexity", "bits_per_byte"))
         cells = [fmt(mean_ci([100 * r["gen_acc"] for r in rs if r["task"] == t])) for t in study.task_list]
-        lines.append(f"| {d} | {rs[0]['d_ff']} | {fmt(ppl)} | {fmt(bpb, 3)} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([str(d), str(rs[0]["d_ff"]), fmt(ppl), fmt(bpb, 3), *cells]) + " |")
+    lines += pretraining_tables(main, study, depths)
+    if not study.task_list:
+        write_atomic(study.root / "summary.md", "\n".join(lines) + "\n")
+        return "\n".join(lines)
     lines += ["", "In-distribution exact match (%), and what fine-tuning took (steps; minutes per run):", "",
               "| depth | " + " | ".join(f"{t} test | steps | minutes" for t in study.task_list) + " |",
               "|---|" + "---|---|---|" * len(study.task_list)]
@@ -161,10 +170,37 @@ def summarize(rows, study):
     return "\n".join(lines)
 
 
+def pretraining_tables(main, study, depths):
+    """Finding 2: every seed's validation bits per byte, and each depth's paired difference from the
+    shallowest and from the depth before it (the same seed: the same windows of the corpus)."""
+    if not study.pretrained:
+        return []
+    pre = {(r["n_layer"], r["seed"]): r for r in main if r["task"] == study.pre_task and r["bits_per_byte"] != ""}
+    seeds = sorted({k for _, k in pre})
+    lines = ["", f"Pretraining on {study.dataset or 'the corpus'}: validation bits per byte (perplexity) at the "
+             "last step, every seed; the paired differences in bits per byte (negative: the deeper model is "
+             "better), mean ± 95% CI over seeds:", "",
+             "| depth | d_ff | steps | minutes | " + " | ".join(f"seed {k}" for k in seeds)
+             + " | − shallowest | − depth before |", "|---|---|---|---|" + "---|" * len(seeds) + "---|---|"]
+    for i, d in enumerate(depths):
+        rs = {k: pre[d, k] for k in seeds if (d, k) in pre}
+        if not rs:
+            continue
+        diff = [[rs[k]["bits_per_byte"] - pre[b, k]["bits_per_byte"] for k in rs if (b, k) in pre]
+                for b in (depths[0], depths[i - 1])] if i else [[], []]
+        lines.append(f"| {d} | {next(iter(rs.values()))['d_ff']} | "
+                     f"{', '.join(sorted({str(r['pretrain_step']) for r in rs.values()}))} | "
+                     f"{fmt(mean_ci([r['pretrain_seconds'] / 60 for r in rs.values()]))} | "
+                     + " | ".join(f"{rs[k]['bits_per_byte']:.3f} ({rs[k]['perplexity']:.1f})" if k in rs else "–"
+                                  for k in seeds)
+                     + " | " + " | ".join(fmt(mean_ci(x), 3) if x else "–" for x in diff) + " |")
+    return lines
+
+
 def paired_differences(main, study, depths):
     """Each depth minus the shallowest, seed by seed (the same seed's data order on both sides):
     the interval says whether a depth difference is established, which unpaired intervals blur."""
-    if len(depths) < 2:
+    if len(depths) < 2 or not study.task_list:
         return []
     ref = depths[0]
     lines = ["", f"Paired differences against depth {ref}, per seed (percentage points; mean ± 95% CI over "
@@ -300,10 +336,15 @@ def figures(rows, study, ranks=None):
     if study.pretrained:
         plots.append(("perplexity_by_depth.png", f"{study.dataset} validation perplexity".strip(),
                       f"{study.model_class}: pretraining perplexity by depth",
-                      [("", main, "perplexity", study.task_list[0], 1.0)]))
-    plots.append(("generalization_by_depth.png", "generalization exact match (%)",
-                  f"{study.model_class}: generalization by depth (95% CI)",
-                  [(t, main, "gen_acc", t, 100) for t in study.task_list]))
+                      [("", main, "perplexity", study.pre_task, 1.0)]))
+    if study.pretrained and any(r["bits_per_byte"] != "" for r in main):  # older studies recorded none
+        plots.append(("bits_per_byte_by_depth.png", f"{study.dataset} validation bits per byte".strip(),
+                      f"{study.model_class}: pretraining bits per byte by depth (95% CI)",
+                      [("", main, "bits_per_byte", study.pre_task, 1.0)]))
+    if study.task_list:
+        plots.append(("generalization_by_depth.png", "generalization exact match (%)",
+                      f"{study.model_class}: generalization by depth (95% CI)",
+                      [(t, main, "gen_acc", t, 100) for t in study.task_list]))
     for t in [t for t in study.task_list if tasks.get_task(t).structural]:
         plots.append((f"{t}_lexical_structural.png", "exact match (%)", f"{t}: lexical vs structural generalization",
                       [("lexical (18 categories)", main, "lexical_acc", t, 100),
@@ -333,7 +374,8 @@ def figures(rows, study, ranks=None):
 def main(argv=None):
     args = get_args(argv)
     root = Path(args.name) if Path(args.name).is_dir() else ROOT / "results" / args.name
-    rows = read_csv(root / "results.csv")
+    # an older study's rows lack the columns added since (bits per byte, the flags given over a recipe, ...)
+    rows = [{**dict.fromkeys(LATER_COLUMNS, ""), **r} for r in read_csv(root / "results.csv")]
     if not any(not r["control"] for r in rows):
         raise UserError(f"{root / 'results.csv'} holds no finished cell yet; run the study first (sweep.py, "
                         f"or {root / 'command.txt'})")

@@ -43,7 +43,8 @@ def get_args(argv=None):
     a("--name", default="sweep", help="results go to results/NAME/")
     a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help=f"size class: {', '.join(MODEL_CLASSES)}")
     a("--depths", default="1,2,4,6", help="comma-separated depths")
-    a("--tasks", default="cogs,cogs_vf", help=f"comma-separated tasks: {', '.join(tasks.TASKS)}")
+    a("--tasks", default="cogs,cogs_vf", help=f"comma-separated tasks: {', '.join(tasks.TASKS)}; none: "
+      "pretraining only (finding 2: one row per depth and seed, validation loss and bits per byte)")
     a("--seeds", default="0,1,2", help="comma-separated seeds; each seed pretrains and fine-tunes anew")
     a("--dataset", default="tinystories", help="pretraining corpus (as train.py --dataset)")
     a("--pretrain_iters", type=integer(0), default=300, help="pretraining steps per model (0: no pretraining, "
@@ -70,7 +71,12 @@ def get_args(argv=None):
       "holds (kept so that the recorded studies' commands still table them)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
     a("--quiet", action="store_true", help="no progress bars")
-    args = parse_with_recipe(p, argv, "sweep")
+    return check_args(parse_with_recipe(p, argv, "sweep"))
+
+
+def check_args(args):
+    """Every setting refused before anything runs, in one line: depths, tasks, controls, and the
+    flags handed to train.py and finetune.py (checked by their own parsers)."""
     pick_device(args.device)
     folder_to_write(ROOT / "results" / args.name, "--name")
     if args.ppl_matched and not args.pretrain_iters:
@@ -84,18 +90,23 @@ def get_args(argv=None):
                 config_for(args.model_class, n, n_unique=args.looped, quiet=True)
     except ValueError as e:
         raise UserError(str(e)) from None
-    args.task_list = [t for t in args.tasks.split(",") if t]
+    args.task_list = [t for t in args.tasks.split(",") if t and args.tasks != "none"]
     if len(set(args.task_list)) < len(args.task_list):
         raise UserError(f"--tasks {args.tasks!r} names a task more than once")
-    if not args.task_list:  # every table is a task's scores; without one there is nothing to sweep
-        raise UserError(f"--tasks {args.tasks!r} names no task; give one or more of {', '.join(tasks.TASKS)}")
+    if not args.task_list and (args.tasks != "none" or not args.pretrain_iters):
+        raise UserError(f"--tasks {args.tasks!r} names no task; give one or more of {', '.join(tasks.TASKS)}"
+                        + ("" if args.pretrain_iters else ", or none with --pretrain_iters for pretraining alone"))
+    controls = [f for f in ("ppl_matched", "loss_matched", "dev_selected", "looped") if getattr(args, f)]
+    if not args.task_list and controls:
+        raise UserError(f"--{controls[0]} compares fine-tuned models; give --tasks, or drop it for pretraining alone")
     for t in args.task_list:
         tasks.get_task(t)
     if args.ppl_matched and not args.snapshot_interval:
         args.snapshot_interval = max(1, args.pretrain_iters // 10)
     recipe = ["--config", args.config] if args.config else []
     run_script("train.py", recipe + args.pretrain_args.split(), check=True)  # their flags refused now, not hours in
-    run_script("finetune.py", recipe + args.finetune_args.split(), check=True)
+    if args.task_list:
+        run_script("finetune.py", recipe + args.finetune_args.split(), check=True)
     return args
 
 
@@ -173,6 +184,9 @@ class Sweep:
 
     # --- one row of results.csv ------------------------------------------------------------------
     def row(self, depth, seed, task, pre, ft, ev, control="", init_step=None, finetune_step=None):
+        """One row; with task "" (a pretraining study), the pretraining columns alone."""
+        if not task:
+            return self.pretrain_row(depth, seed, pre)
         t = tasks.get_task(task)
         by_split = {r["split"]: r for r in ev["results"]}
         gen = by_split.get(t.gen_split, {})
@@ -209,6 +223,24 @@ class Sweep:
                 row[f"cat:{c}"] = v["exact_match"]
         return row
 
+    def pretrain_row(self, depth, seed, pre):
+        """A pretraining study's row: the model, its validation loss, what it saw, and provenance."""
+        rc = pre["run_config"]
+        return {"model_class": self.args.model_class, "n_layer": depth,
+                "n_unique": pre["model_config"].get("n_unique") or depth, "d_model": pre["model_config"]["d_model"],
+                "d_ff": pre["model_config"]["d_ff"], "params": pre["params"]["total"],
+                "params_non_embedding": pre["params"]["non_embedding"],
+                "flops_per_token": pre["params"]["forward_flops_per_token"], "seed": seed, "task": "", "control": "",
+                "pretrain_step": pre["step"], "val_loss": pre["val_loss"], "perplexity": pre["val_ppl"],
+                "bits_per_byte": pre.get("val_bpb", ""), "best_val_loss": pre.get("best_val_loss", ""),
+                "pretrain_vocab_size": pre["model_config"]["vocab_size"], "pretrain_dataset": pre["data"].get("name", ""),
+                "pretrain_tokens": pre["step"] * rc["batch_size"] * rc.get("gradient_accumulation_steps", 1)
+                * rc["block_size"] * pre.get("world_size", 1),
+                "dtype": pre.get("dtype", ""), "pretrain_seconds": round(pre["train_seconds"], 1),
+                "code_version": pre["code_version"], "pretrain_data_sha256": pre["data"].get("train_sha256"),
+                "recipe": self.args.config, "recipe_sha256": self.args.config_sha256,
+                "pretrain_args": self.args.pretrain_args, "finetune_args": ""}
+
     def run(self):
         rows = []
         pre = {}
@@ -243,7 +275,7 @@ class Sweep:
         if self.cell(depth, seed).exists():
             return False
         mine = [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed and not r["control"]]
-        if sorted(r["task"] for r in mine) != sorted(self.args.task_list):
+        if sorted(r["task"] for r in mine) != sorted(self.args.task_list or [""]):
             return False
         rows += mine
         pre[depth, seed] = None  # nothing on disk to match against: its seed's controls are carried too
@@ -258,6 +290,9 @@ class Sweep:
         init = cell / "pretrain" / "ckpt.pt" if summary else None
         control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
         mine = []  # rows land together, so a collected model has all its tasks or none
+        if not self.args.task_list:  # a pretraining study: the model's one row
+            mine.append(self.row(depth, seed, "", summary, None, None))
+            self.write_csv(rows + mine)
         for task in self.args.task_list:
             ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth, variant)
             ev = self.evaluate(cell / f"ft_{task}", task)

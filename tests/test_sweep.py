@@ -71,6 +71,34 @@ def test_sweep_without_pretraining_from_a_recipe(tmp_path, monkeypatch):
     assert ft["step"] == 3 and ft["run_config"]["config_sha256"] == table[0]["recipe_sha256"]
 
 
+@pytest.mark.data
+def test_a_pretraining_study_has_one_row_per_model_and_the_bits_per_byte_tables(tmp_path, monkeypatch):
+    """--tasks none: finding 2 alone. Every depth and seed pretrains, rows carry validation loss and
+    bits per byte, the report gives every seed and the paired differences; and rows outlive
+    their run folders (a study that spans machines): a rerun trains nothing."""
+    import shutil
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    argv = ["--name", "pre", "--depths", "1,2", "--seeds", "0,1", "--tasks", "none", "--pretrain_iters", "2",
+            "--pretrain_args", "--batch_size 2 --block_size 32 --eval_iters 1", "--quiet"]
+    sweep.main(argv)
+    root = tmp_path / "results" / "pre"
+    table = list(csv.DictReader(open(root / "results.csv")))
+    assert sorted((r["n_layer"], r["seed"]) for r in table) == [("1", "0"), ("1", "1"), ("2", "0"), ("2", "1")]
+    assert all(r["task"] == "" and r["pretrain_tokens"] == str(2 * 2 * 32) and r["pretrain_data_sha256"]
+               and 0 < float(r["bits_per_byte"]) < float(r["val_loss"]) for r in table)
+    summary = (root / "summary.md").read_text()
+    by = {(r["n_layer"], r["seed"]): float(r["bits_per_byte"]) for r in table}
+    diff = report.mean_ci([by["2", k] - by["1", k] for k in ("0", "1")])
+    assert "| 2 | 512 | 2 |" in summary and report.fmt(diff, 3) in summary and "In-distribution" not in summary
+    assert (root / "bits_per_byte_by_depth.png").stat().st_size > 1000
+    shutil.rmtree(root / "runs")
+    sweep.main(argv)
+    assert list(csv.DictReader(open(root / "results.csv"))) == table and not (root / "runs").exists()
+    for bad in (["--loss_matched"], ["--pretrain_iters", "0"]):
+        with pytest.raises(UserError, match="--tasks|--loss_matched"):
+            sweep.get_args(argv + bad)
+
+
 def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp_path, monkeypatch):
     """A study spans sessions on fresh machines: finished cells whose run folders stayed behind
     keep their rows (and their seed's control), and the sweep trains only what is missing."""
