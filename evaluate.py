@@ -38,7 +38,8 @@ def get_args(argv=None):
     a("--task", default="", choices=("",) + tuple(tasks.TASKS), help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
     a("--split", default="", help="split(s) to score, comma-separated (default: in-distribution and generalization)")
     a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
-    a("--limit", type=integer(0), default=0, help="score only the first N examples of each split (0: all)")
+    a("--limit", type=integer(0), default=0, help="score only the first N examples of each split; with "
+      "--dataset, N windows spread over the validation split (0: all)")
     a("--sample", action="store_true", help="with --limit: a seeded random N instead of the first N")
     a("--batch_size", type=integer(1), default=128, help="examples decoded together")
     a("--no_cache", action="store_true", help="decode without the KV cache (slow; the reference)")
@@ -59,12 +60,12 @@ def provenance(ck, ckpt_path):
             "train_data": ck.get("data"), "code_version": code_version()}
 
 
-def perplexity(model, dataset, data_dir, block_size, device, dtype):
-    """Loss, perplexity and bits per byte over the whole validation split, in non-overlapping
-    windows, in the model's own vocabulary."""
+def perplexity(model, dataset, data_dir, block_size, device, dtype, limit=0):
+    """Loss, perplexity and bits per byte over the whole validation split (or limit windows spread
+    over it), in non-overlapping windows, in the model's own vocabulary."""
     block_size = block_size or min(model.config.block_size, 1024)
     _, val, meta = load_corpus(dataset, ensure_prepared(dataset, data_dir), block_size, model.config.vocab_size)
-    batches = eval_windows(val, block_size, (len(val) - 1) // block_size, 16)
+    batches = eval_windows(val, block_size, limit or (len(val) - 1) // block_size, 16)
     with torch.no_grad(), autocast(device, dtype):
         loss = mean_loss(model, batches)
     return {"dataset": dataset, "val_sha256": meta.get("val_sha256"),
@@ -117,7 +118,7 @@ def main(argv=None):
     if args.dataset:
         model, ck = load_model(ckpt_path, device)
         report = provenance(ck, ckpt_path)
-        report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype)
+        report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype, args.limit)
         p = report["perplexity"]
         print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f}, "
               f"{p['bits_per_byte']:.4f} bits per byte over {p['tokens']:,} tokens")

@@ -90,10 +90,10 @@ def test_train_with_a_class_vocabulary_then_sample_evaluate_and_finetune(corpus,
     r = run(ROOT / "sample.py", "--out_dir", out, "--num_samples", "1", "--max_new_tokens", "5", "--prompt", "Once")
     assert r.returncode == 0 and r.stdout.startswith("Once"), r.stderr
     r = run(ROOT / "evaluate.py", "--ckpt", out, "--dataset", "tinystories", "--data_dir", corpus,
-            "--block_size", "32", "--out", tmp_path / "ppl.json")
+            "--block_size", "32", "--limit", "64", "--out", tmp_path / "ppl.json")
     assert r.returncode == 0, r.stderr
     ppl = json.loads((tmp_path / "ppl.json").read_text())["perplexity"]
-    assert ppl["vocab_size"] == 1025 and 0 < ppl["bits_per_byte"] < ppl["val_loss"]
+    assert ppl["vocab_size"] == 1025 and 0 < ppl["bits_per_byte"] < ppl["val_loss"] and ppl["tokens"] == 64 * 32
     ft = tmp_path / "ft"
     r = run(ROOT / "finetune.py", "--task", "cogs_vf", "--init_from", out, "--max_iters", "2", "--batch_size", "4",
             "--eval_interval", "2", "--eval_examples", "4", "--quiet", "--out_dir", ft)

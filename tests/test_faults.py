@@ -226,7 +226,7 @@ def test_a_new_process_removes_the_temporaries_of_dead_ones_only(corpus, tmp_pat
 def test_a_second_run_in_a_running_folder_is_refused_and_a_killed_holder_frees_it(corpus, tmp_path):
     out = tmp_path / "r"
     cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "--data_dir", str(corpus), "--out_dir", str(out),
-           "--max_iters", "100000", "--eval_interval", "50"]
+           "--max_iters", "100000", "--eval_interval", "5"]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         import time
