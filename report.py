@@ -210,7 +210,8 @@ def paired_differences(main, study, depths):
     for t in study.task_list:
         base = {r["seed"]: r for r in main if r["n_layer"] == ref and r["task"] == t}
         for d in depths[1:]:
-            pairs = [(base[r["seed"]], r) for r in main if r["n_layer"] == d and r["task"] == t and r["seed"] in base]
+            pairs = sorted(((base[r["seed"]], r) for r in main if r["n_layer"] == d and r["task"] == t
+                            and r["seed"] in base), key=lambda p: p[1]["seed"])  # listed in seed order
             if not pairs:
                 continue
             gen = [100 * (deep["gen_acc"] - shallow["gen_acc"]) for shallow, deep in pairs]
