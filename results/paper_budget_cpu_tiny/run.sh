@@ -8,18 +8,11 @@
 # gone (the study spans sessions, each on a fresh machine); commit results.csv as cells finish.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=1
 R=recipes/cpu_tiny_paper_budget.json
 N=paper_budget_cpu_tiny
-S="python sweep.py --config $R --name $N"
-done_before() {  # depth $1, seed $2: a main row in results.csv, and no run folder to resume
-  [ ! -d results/$N/runs/d$1_s$2 ] && python -c "import csv,sys; sys.exit(not any(r['n_layer'] == '$1' and
-    r['seed'] == '$2' and not r['control'] for r in csv.DictReader(open('results/$N/results.csv'))))" 2>/dev/null
-}
-lane() { for seed in 0 1 2 3 4; do for d in "$@"; do
-  done_before $d $seed || $S --seeds $seed --depths $d; done; done; }
-lane 1 4 &
-lane 2 6 &
+source tools/lanes.sh  # done_before, lane, and S (this study's sweep.py command)
+lane "0 1 2 3 4" 1 4 &
+lane "0 1 2 3 4" 2 6 &
 wait
 $S
 python curve.py --name $N
