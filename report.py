@@ -47,7 +47,7 @@ class Study:
         self.seeds = ",".join(str(s) for s in sorted({r["seed"] for r in main}))
         self.pretrained = any(r["pretrain_step"] for r in main)
         self.dataset = next((r.get("pretrain_dataset") for r in main if r.get("pretrain_dataset")), "")
-        self.eval_n = sorted({r["eval_n"] for r in main if r.get("eval_n", "") != ""})
+        self.eval_n = sorted({r["eval_n"] for r in main if r["eval_n"] != ""})
         self.config, self.config_sha256 = main[0]["recipe"], main[0]["recipe_sha256"]
         self.pretrain_args, self.finetune_args = main[0]["pretrain_args"], main[0]["finetune_args"]
         # the grid the rows span, and what of it has no row yet (unfinished, or not run)

@@ -90,7 +90,7 @@ def check_args(args):
                 config_for(args.model_class, n, n_unique=args.looped, quiet=True)
     except ValueError as e:
         raise UserError(str(e)) from None
-    args.task_list = [t for t in args.tasks.split(",") if t and args.tasks != "none"]
+    args.task_list = [] if args.tasks == "none" else [t for t in args.tasks.split(",") if t]
     if len(set(args.task_list)) < len(args.task_list):
         raise UserError(f"--tasks {args.tasks!r} names a task more than once")
     if not args.task_list and (args.tasks != "none" or not args.pretrain_iters):
@@ -183,25 +183,26 @@ class Sweep:
         return json.loads(path.read_text())
 
     # --- one row of results.csv ------------------------------------------------------------------
+    def model_columns(self, depth, seed, task, control, built, pre, init_step=None):
+        """What every row says of the model (from the run that built it) and of its pretraining
+        (empty without one)."""
+        mc, params = built["model_config"], built["params"]
+        return {"model_class": self.args.model_class, "n_layer": depth, "n_unique": mc.get("n_unique") or depth,
+                "d_model": mc["d_model"], "d_ff": mc["d_ff"], "params": params["total"],
+                "params_non_embedding": params["non_embedding"], "flops_per_token": params["forward_flops_per_token"],
+                "seed": seed, "task": task, "control": control,
+                "pretrain_step": (init_step if init_step is not None else pre["step"]) if pre else 0,
+                "val_loss": pre["val_loss"] if pre else "", "perplexity": pre["val_ppl"] if pre else "",
+                "bits_per_byte": pre.get("val_bpb", "") if pre else "",
+                "pretrain_vocab_size": pre["model_config"]["vocab_size"] if pre else "",
+                "pretrain_dataset": pre["data"].get("name", "") if pre else ""}
+
     def row(self, depth, seed, task, pre, ft, ev, control="", init_step=None, finetune_step=None):
-        """One row; with task "" (a pretraining study), the pretraining columns alone."""
-        if not task:
-            return self.pretrain_row(depth, seed, pre)
         t = tasks.get_task(task)
         by_split = {r["split"]: r for r in ev["results"]}
         gen = by_split.get(t.gen_split, {})
-        built = pre or ft  # without pretraining the fine-tuning run holds the model's description
-        row = {"model_class": self.args.model_class, "n_layer": depth,
-               "n_unique": built["model_config"].get("n_unique") or depth,
-               "d_model": built["model_config"]["d_model"], "d_ff": built["model_config"]["d_ff"],
-               "params": built["params"]["total"], "params_non_embedding": built["params"]["non_embedding"],
-               "flops_per_token": built["params"]["forward_flops_per_token"],
-               "seed": seed, "task": task, "control": control,
-               "pretrain_step": (init_step if init_step is not None else pre["step"]) if pre else 0,
-               "val_loss": pre["val_loss"] if pre else "", "perplexity": pre["val_ppl"] if pre else "",
-               "bits_per_byte": pre.get("val_bpb", "") if pre else "",
-               "pretrain_vocab_size": pre["model_config"]["vocab_size"] if pre else "",
-               "pretrain_dataset": pre["data"].get("name", "") if pre else "",
+        # without pretraining the fine-tuning run holds the model's description
+        row = {**self.model_columns(depth, seed, task, control, pre or ft, pre, init_step),
                "finetune_step": finetune_step if finetune_step is not None else ft["step"],
                "id_acc": by_split[t.id_split]["exact_match"] if t.id_split in by_split else "",
                "gen_acc": gen.get("exact_match", ""),
@@ -226,14 +227,7 @@ class Sweep:
     def pretrain_row(self, depth, seed, pre):
         """A pretraining study's row: the model, its validation loss, what it saw, and provenance."""
         rc = pre["run_config"]
-        return {"model_class": self.args.model_class, "n_layer": depth,
-                "n_unique": pre["model_config"].get("n_unique") or depth, "d_model": pre["model_config"]["d_model"],
-                "d_ff": pre["model_config"]["d_ff"], "params": pre["params"]["total"],
-                "params_non_embedding": pre["params"]["non_embedding"],
-                "flops_per_token": pre["params"]["forward_flops_per_token"], "seed": seed, "task": "", "control": "",
-                "pretrain_step": pre["step"], "val_loss": pre["val_loss"], "perplexity": pre["val_ppl"],
-                "bits_per_byte": pre.get("val_bpb", ""), "best_val_loss": pre.get("best_val_loss", ""),
-                "pretrain_vocab_size": pre["model_config"]["vocab_size"], "pretrain_dataset": pre["data"].get("name", ""),
+        return {**self.model_columns(depth, seed, "", "", pre, pre), "best_val_loss": pre.get("best_val_loss", ""),
                 "pretrain_tokens": pre["step"] * rc["batch_size"] * rc.get("gradient_accumulation_steps", 1)
                 * rc["block_size"] * pre.get("world_size", 1),
                 "dtype": pre.get("dtype", ""), "pretrain_seconds": round(pre["train_seconds"], 1),
@@ -291,7 +285,7 @@ class Sweep:
         control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
         mine = []  # rows land together, so a collected model has all its tasks or none
         if not self.args.task_list:  # a pretraining study: the model's one row
-            mine.append(self.row(depth, seed, "", summary, None, None))
+            mine.append(self.pretrain_row(depth, seed, summary))
             self.write_csv(rows + mine)
         for task in self.args.task_list:
             ft = self.finetune(init, cell / f"ft_{task}", task, seed, depth, variant)
