@@ -246,17 +246,32 @@ class Sweep:
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
                 for match in MATCHES:
                     self.model_rows(depth, seed, (self.args.looped, match), rows, pre)
-            # the controls compare the seed's depths with each other
-            for flag, control in (("ppl_matched", self.ppl_matched), ("loss_matched", self.loss_matched),
-                                  ("dev_selected", self.dev_selected)):
-                if getattr(self.args, flag):
-                    carried = [r for r in self.earlier if r["seed"] == seed and r["control"].startswith(flag)]
-                    if any(self.cell(d, seed).name in self.kept for d in self.args.depth_list):
-                        rows.extend(carried)  # the seed's control, computed where its cells ran
-                    else:
-                        rows.extend(control(seed, pre))
-                    self.write_csv(rows)
+            # the controls compare each depth with the seed's shallowest, cell by cell, so a seed
+            # whose depths ran on different machines gets them all (see reference)
+            for depth in self.args.depth_list:
+                rows.extend(self.controls(depth, seed, pre))
+                self.write_csv(rows)
         return rows
+
+    CONTROLS = ("ppl_matched", "loss_matched", "dev_selected")
+
+    def controls(self, depth, seed, pre):
+        """A cell's control rows: carried with it when it ran elsewhere, else computed here."""
+        flags = tuple(f for f in self.CONTROLS if getattr(self.args, f))
+        if self.cell(depth, seed).name in self.kept:
+            return [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed
+                    and r["control"].startswith(flags)] if flags else []
+        return [r for f in flags for r in getattr(self, f)(depth, seed, pre)]
+
+    def reference(self, seed, task, column, here):
+        """The seed's shallowest depth's final value that a control matches: from its run folder
+        (here() reads it), or from its row when it ran on another machine (results.csv keeps the
+        value whole: column is its name there)."""
+        ref = min(self.args.depth_list)
+        if self.cell(ref, seed).name not in self.kept:
+            return here(self.cell(ref, seed))
+        return next(r[column] for r in self.earlier if r["n_layer"] == ref and r["seed"] == seed
+                    and r["task"] == task and not r["control"])
 
     def folder_of(self, row):
         """The run folder a results.csv row came from (a control's: its model's)."""
@@ -272,7 +287,7 @@ class Sweep:
         if sorted(r["task"] for r in mine) != sorted(self.args.task_list or [""]):
             return False
         rows += mine
-        pre[depth, seed] = None  # nothing on disk to match against: its seed's controls are carried too
+        pre[depth, seed] = None  # nothing on disk: its controls are carried with it (controls)
         self.kept.append(self.cell(depth, seed).name)
         return True
 
@@ -297,72 +312,69 @@ class Sweep:
             pre[depth, seed] = summary
 
     # --- early stopping on the in-distribution dev split -------------------------------------------
-    def dev_selected(self, seed, pre):
-        """Each run scored at the snapshot (or final checkpoint) with the best dev exact match, ties
+    def dev_selected(self, depth, seed, pre):
+        """The run scored at the snapshot (or final checkpoint) with the best dev exact match, ties
         to the lower dev loss: model selection on in-distribution data only."""
         rows = []
         for task in self.args.task_list:
-            for depth in self.args.depth_list:
-                run = self.runs / f"d{depth}_s{seed}" / f"ft_{task}"
-                cands = snapshot_meta(sorted((run / "snapshots").glob("step_*.pt")))
-                key = next(k for k in cands[next(iter(cands))]["metrics"] if k.endswith("_exact_match")) \
-                    if cands else None
-                if not key:
-                    raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
-                best = max(cands, key=lambda s: (cands[s]["metrics"][key], -cands[s]["val_loss"]))
-                ev = self.evaluate(run, task, best, "dev_selected")
-                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": cands[best]["val_loss"]}
-                rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev, control="dev_selected",
-                                     finetune_step=cands[best]["step"]))
+            run = self.cell(depth, seed) / f"ft_{task}"
+            cands = snapshot_meta(sorted((run / "snapshots").glob("step_*.pt")))
+            key = next(k for k in cands[next(iter(cands))]["metrics"] if k.endswith("_exact_match")) \
+                if cands else None
+            if not key:
+                raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
+            best = max(cands, key=lambda s: (cands[s]["metrics"][key], -cands[s]["val_loss"]))
+            ev = self.evaluate(run, task, best, "dev_selected")
+            ft = {**json.loads((run / "summary.json").read_text()), "val_loss": cands[best]["val_loss"]}
+            rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev, control="dev_selected",
+                                 finetune_step=cands[best]["step"]))
         return rows
 
     # --- the loss-matched control (finding 3, second half) ----------------------------------------
-    def loss_matched(self, seed, pre):
-        """Generalization of each deeper model at its fine-tuning snapshot whose dev loss is
-        closest to the shallowest depth's final dev loss: depths compared at equal in-distribution fit."""
+    def loss_matched(self, depth, seed, pre):
+        """Generalization of a deeper model at its fine-tuning snapshot whose dev loss is closest
+        to the shallowest depth's final dev loss: depths compared at equal in-distribution fit."""
         ref_depth = min(self.args.depth_list)
+        if depth == ref_depth:
+            return []
         rows = []
         for task in self.args.task_list:
-            ref = self.runs / f"d{ref_depth}_s{seed}" / f"ft_{task}"
-            target = json.loads((ref / "summary.json").read_text())["val_loss"]
-            for depth in self.args.depth_list:
-                if depth == ref_depth:
-                    continue
-                run = self.runs / f"d{depth}_s{seed}" / f"ft_{task}"
-                snaps = sorted((run / "snapshots").glob("step_*.pt"))
-                if not snaps:
-                    raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
-                meta = snapshot_meta(snaps)
-                best = min(meta, key=lambda s: abs(meta[s]["val_loss"] - target))
-                step = meta[best]["step"]
-                ev = self.evaluate(run, task, best, "loss_matched")
-                ft = {**json.loads((run / "summary.json").read_text()), "val_loss": meta[best]["val_loss"]}
-                rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
-                                     control=f"loss_matched_to_d{ref_depth}", finetune_step=step))
+            target = self.reference(seed, task, "finetune_val_loss",
+                                    lambda c: json.loads((c / f"ft_{task}" / "summary.json").read_text())["val_loss"])
+            run = self.cell(depth, seed) / f"ft_{task}"
+            snaps = sorted((run / "snapshots").glob("step_*.pt"))
+            if not snaps:
+                raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
+            meta = snapshot_meta(snaps)
+            best = min(meta, key=lambda s: abs(meta[s]["val_loss"] - target))
+            ev = self.evaluate(run, task, best, "loss_matched")
+            ft = {**json.loads((run / "summary.json").read_text()), "val_loss": meta[best]["val_loss"]}
+            rows.append(self.row(depth, seed, task, pre[depth, seed], ft, ev,
+                                 control=f"loss_matched_to_d{ref_depth}", finetune_step=meta[best]["step"]))
         return rows
 
     # --- the paper's perplexity-matched control ------------------------------------------------
-    def ppl_matched(self, seed, pre):
+    def ppl_matched(self, depth, seed, pre):
+        """A deeper model fine-tuned from its pretraining snapshot whose validation loss is closest
+        to the shallowest depth's final one: depths compared at equal perplexity."""
         ref_depth = min(self.args.depth_list)
-        target = pre[ref_depth, seed]["val_loss"]
+        if depth == ref_depth:
+            return []
+        target = self.reference(seed, self.args.task_list[0], "val_loss", lambda c: pre[ref_depth, seed]["val_loss"])
+        snaps = sorted((self.cell(depth, seed) / "pretrain" / "snapshots").glob("step_*.pt"))
+        if not snaps:
+            raise UserError(f"no snapshots for depth {depth}; rerun with --snapshot_interval")
+        losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
+        best = min(losses, key=lambda s: abs(losses[s] - target))
+        step = load_checkpoint(best)["step"]
+        matched = {**pre[depth, seed], "val_loss": losses[best], "val_ppl": math.exp(losses[best])}
         rows = []
-        for depth in self.args.depth_list:
-            if depth == ref_depth:
-                continue
-            snaps = sorted((self.runs / f"d{depth}_s{seed}" / "pretrain" / "snapshots").glob("step_*.pt"))
-            if not snaps:
-                raise UserError(f"no snapshots for depth {depth}; rerun with --snapshot_interval")
-            losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}
-            best = min(losses, key=lambda s: abs(losses[s] - target))
-            step = load_checkpoint(best)["step"]
-            cell = self.runs / f"d{depth}_s{seed}"
-            matched = {**pre[depth, seed], "val_loss": losses[best], "val_ppl": math.exp(losses[best])}
-            for task in self.args.task_list:
-                run = cell / f"ppl_matched_{task}"
-                ft = self.finetune(best, run, task, seed)
-                ev = self.evaluate(run, task)
-                rows.append(self.row(depth, seed, task, matched, ft, ev, control=f"ppl_matched_to_d{ref_depth}",
-                                     init_step=step))
+        for task in self.args.task_list:
+            run = self.cell(depth, seed) / f"ppl_matched_{task}"
+            ft = self.finetune(best, run, task, seed)
+            ev = self.evaluate(run, task)
+            rows.append(self.row(depth, seed, task, matched, ft, ev, control=f"ppl_matched_to_d{ref_depth}",
+                                 init_step=step))
         return rows
 
     def write_csv(self, rows):

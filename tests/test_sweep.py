@@ -120,7 +120,8 @@ def test_a_pretraining_study_has_one_row_per_model_and_the_bits_per_byte_tables(
 
 def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp_path, monkeypatch, jobs_in_process):
     """A study spans sessions on fresh machines: finished cells whose run folders stayed behind
-    keep their rows (and their seed's control), and the sweep trains only what is missing."""
+    keep their rows (and their controls), the sweep trains only what is missing, and a new cell's
+    control is matched to a shallowest depth that ran elsewhere."""
     import shutil
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
     recipe = tmp_path / "r.json"
@@ -148,6 +149,13 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     assert [r for r in again if r["run"] != "d4_s0"] == points and any(r["run"] == "d4_s0" for r in again)
     assert not (root / "runs" / "d1_s0").exists() and (root / "runs" / "d4_s0").exists()
     assert [r for r in after if r["n_layer"] in ("1", "2")] == before
+    # depth 4's control is computed here against depth 1's final dev loss, read from its row
+    lm = [r for r in after if r["control"].startswith("loss_matched")]
+    assert sorted(r["n_layer"] for r in lm) == ["2", "4"]
+    target = float(next(r for r in before if r["n_layer"] == "1" and not r["control"])["finetune_val_loss"])
+    snaps = sweep.snapshot_meta(sorted((root / "runs" / "d4_s0" / "ft_geoquery" / "snapshots").glob("step_*.pt")))
+    closest = min(snaps.values(), key=lambda m: abs(m["val_loss"] - target))
+    assert len(snaps) == 2 and next(r for r in lm if r["n_layer"] == "4")["finetune_step"] == str(closest["step"])
     kept = [x for x in json.loads((root / "ffn_rank.json").read_text()) if x["n_layer"] in (1, 2)]
     assert kept == ranks and {x["n_layer"] for x in json.loads((root / "ffn_rank.json").read_text())} == {1, 2, 4}
     summary = (root / "summary.md").read_text()
