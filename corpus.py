@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,26 @@ def load_corpus(dataset, data_dir="", block_size=1, vocab_size=0):
         if len(arr) <= block_size + 1:
             raise UserError(f"{data_dir}/{split}.bin has {len(arr)} tokens, fewer than --block_size + 2")
     return train, val, meta
+
+
+@functools.lru_cache(maxsize=None)
+def corpus_words(data_dir):
+    """The words of a prepared corpus's training split (runs of letters, lower-cased), read back
+    from its GPT-2 tokens: which of a task's words pretraining ever showed a model."""
+    ids = np.memmap(Path(data_dir) / "train.bin", dtype=np.uint16, mode="r")
+    words, rest, chunk = set(), "", 1 << 20
+    for s in range(0, len(ids), chunk):
+        piece = np.array(ids[s:s + chunk])
+        piece[piece == gpt2_encoder().eot_token] = NEWLINE  # documents' boundaries, not a word
+        text = rest + gpt2_encoder().decode(piece.tolist())
+        cut = len(text.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+        text, rest = text[:cut], text[cut:]  # a word across the chunk's edge goes on to the next
+        words.update(w.lower() for w in WORD.findall(text))
+    return frozenset(words | {rest.lower()} - {""})
+
+
+WORD = re.compile(r"[A-Za-z]+")
+NEWLINE = 198  # GPT-2's id of "\n"
 
 
 def in_prefix(path, vocab_size):

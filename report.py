@@ -163,7 +163,7 @@ def summarize(rows, study):
             rs = [r for r in main if r["n_layer"] == d and r["task"] == t]
             lines.append(f"| {d} | {fmt(mean_ci([100 * r['lexical_acc'] for r in rs]))} | "
                          f"{fmt(mean_ci([100 * r['structural_acc'] for r in rs]))} |")
-    lines += paired_differences(main, study, depths)
+    lines += novel_word_table(main, study, depths) + paired_differences(main, study, depths)
     lines += control_tables(rows, main, study)
     lines += looped_table(rows, study, depths)
     write_atomic(study.root / "summary.md", "\n".join(lines) + "\n")
@@ -194,6 +194,24 @@ def pretraining_tables(main, study, depths):
                      + " | ".join(f"{rs[k]['bits_per_byte']:.3f} ({rs[k]['perplexity']:.1f})" if k in rs else "–"
                                   for k in seeds)
                      + " | " + " | ".join(fmt(mean_ci(x), 3) if x else "–" for x in diff) + " |")
+    return lines
+
+
+def novel_word_table(main, study, depths):
+    """Pretrained models' generalization on the sentences holding a word their corpus never contains,
+    and on the rest (sweep.novel_word_columns): where pretraining cannot have helped."""
+    lines = []
+    for t in study.task_list:
+        rs = [r for r in main if r["task"] == t and r.get("gen_n_novel_words", "") != ""]
+        if not rs:
+            continue
+        n, total = rs[0]["gen_n_novel_words"], rs[0]["eval_n"]
+        lines += ["", f"{t}: generalization (%) on the {n:,} of {total:,} sentences with a word the pretraining "
+                  "corpus never contains, and on the rest:", "", "| depth | with such a word | the rest |", "|---|---|---|"]
+        for d in depths:
+            by = [r for r in rs if r["n_layer"] == d]
+            lines.append(f"| {d} | " + " | ".join(fmt(mean_ci([100 * r[k] for r in by if r[k] != ""]))
+                                                 for k in ("gen_acc_novel_words", "gen_acc_known_words")) + " |")
     return lines
 
 

@@ -34,6 +34,7 @@ import tasks
 from checkpoint import load_checkpoint
 from common import (ROOT, Parser, UserError, folder_to_write, integer, main_guard, parse_int_list,
                     parse_with_recipe, pick_device, read_csv, run_script, write_atomic, write_csv)
+from corpus import WORD, corpus_words, ensure_prepared
 from model import MATCHES, MODEL_CLASSES, config_for
 
 
@@ -222,6 +223,9 @@ class Sweep:
         for c, v in gen.get("categories", {}).items():
             if len(gen["categories"]) > 1:
                 row[f"cat:{c}"] = v["exact_match"]
+        if pre and gen.get("predictions"):
+            folder = ensure_prepared(pre["data"]["name"], pre["run_config"].get("data_dir", ""))
+            row.update(novel_word_columns(gen["predictions"], corpus_words(folder)))
         return row
 
     def pretrain_row(self, depth, seed, pre):
@@ -370,7 +374,9 @@ class Sweep:
         matched = {**pre[depth, seed], "val_loss": losses[best], "val_ppl": math.exp(losses[best])}
         rows = []
         for task in self.args.task_list:
-            run = self.cell(depth, seed) / f"ppl_matched_{task}"
+            # a model that never gets down to the reference is matched at its last step: its own
+            # fine-tuning run is then that control, and is not run twice
+            run = self.cell(depth, seed) / (f"ft_{task}" if step == pre[depth, seed]["step"] else f"ppl_matched_{task}")
             ft = self.finetune(best, run, task, seed)
             ev = self.evaluate(run, task)
             rows.append(self.row(depth, seed, task, matched, ft, ev, control=f"ppl_matched_to_d{ref_depth}",
@@ -393,6 +399,16 @@ class Sweep:
             earlier = read_rows(self.root / "results.csv", self.args.config_sha256)
             rows = rows + [r for r in earlier if key(r) not in mine and not (ours(r) and self.folder_of(r).exists())]
             write_csv(self.root / "results.csv", rows)
+
+
+def novel_word_columns(predictions, known):
+    """Generalization split by whether a sentence holds a word that the pretraining corpus never
+    contains (known: the corpus's words, lower-cased): there pretraining could not have helped."""
+    novel = {i for i, p in enumerate(predictions) if any(w.lower() not in known for w in WORD.findall(p["source"]))}
+    acc = lambda hits: sum(hits) / len(hits) if hits else ""  # noqa: E731
+    return {"gen_n_novel_words": len(novel),
+            "gen_acc_novel_words": acc([p["correct"] for i, p in enumerate(predictions) if i in novel]),
+            "gen_acc_known_words": acc([p["correct"] for i, p in enumerate(predictions) if i not in novel])}
 
 
 def snapshot_meta(paths):

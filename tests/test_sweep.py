@@ -53,10 +53,20 @@ def test_smoke_sweep_resumes_and_reports(tmp_path, monkeypatch):
     assert len(main) == 2 and {r["n_layer"] for r in main} == {"1", "2"}
     assert all(r["code_version"] and r["task_data_sha256"] and r["pretrain_data_sha256"] for r in table)
     assert all(0 < float(r["bits_per_byte"]) < float(r["val_loss"]) for r in main)  # over a byte a token
-    assert any(r["control"].startswith("ppl_matched") for r in table)
+    ppl = [r for r in table if r["control"].startswith("ppl_matched")]
+    deep = next(r for r in main if r["n_layer"] == "2")
+    assert len(ppl) == 1 and 1 <= int(ppl[0]["pretrain_step"]) <= 4
+    if ppl[0]["pretrain_step"] == deep["pretrain_step"]:  # matched at its last step: its own run stands
+        assert ppl[0]["gen_acc"] == deep["gen_acc"] and not (root / "runs" / "d2_s0" / "ppl_matched_geoquery").exists()
+    else:
+        assert (root / "runs" / "d2_s0" / "ppl_matched_geoquery" / "summary.json").exists()
+    for r in main:  # gen split by the words TinyStories never shows: the two parts make the whole
+        n, novel, known = int(r["gen_n_novel_words"]), float(r["gen_acc_novel_words"] or 0), float(r["gen_acc_known_words"] or 0)
+        assert 0 < n <= 8 and novel * n + known * (8 - n) == pytest.approx(8 * float(r["gen_acc"]))
     lm = [r for r in table if r["control"].startswith("loss_matched")]
     assert len(lm) == 1 and all(r["n_layer"] == "2" and int(r["finetune_step"]) in (1, 2, 3, 4) for r in lm)
     assert "Loss-matched control" in (root / "summary.md").read_text()
+    assert "with a word the pretraining corpus never contains" in (root / "summary.md").read_text()
     ds = [r for r in table if r["control"] == "dev_selected"]
     assert len(ds) == 2 and {r["n_layer"] for r in ds} == {"1", "2"}
     for png in ("perplexity_by_depth.png", "generalization_by_depth.png", "ffn_rank_by_depth.png"):
@@ -242,3 +252,19 @@ def test_lanes_over_different_depths_keep_each_others_rows(tmp_path, monkeypatch
         sweep.main(["--config", str(recipe), "--name", "lanes", "--depths", depth])
     rows = list(csv.DictReader(open(tmp_path / "results" / "lanes" / "results.csv")))
     assert sorted(r["n_layer"] for r in rows) == ["1", "2"]
+
+
+def test_generalization_is_split_by_the_words_pretraining_never_showed(tmp_path):
+    """Issue 22: a pretrained model's gen accuracy on sentences with a word its corpus lacks, and
+    on the rest; the corpus's words are read back from its tokens, across chunk edges."""
+    from corpus import corpus_words, load_prepare
+    (tmp_path / "train.txt").write_text("The cat slept.\nA dog saw a cake<|endoftext|>The end\n" * 3)
+    (tmp_path / "val.txt").write_text("The cat slept.\n" * 4)
+    out = tmp_path / "c"
+    load_prepare("text").prepare("c", [tmp_path / "train.txt"], [tmp_path / "val.txt"], out)
+    known = corpus_words(out)
+    assert known == {"the", "cat", "slept", "a", "dog", "saw", "cake", "end"}  # no "endoftext": a boundary
+    preds = [{"source": "Zoe saw a cake .", "correct": True}, {"source": "The cat slept .", "correct": False},
+             {"source": "A dog saw Zoe .", "correct": False}, {"source": "The dog saw the cat .", "correct": True}]
+    assert sweep.novel_word_columns(preds, known) == {
+        "gen_n_novel_words": 2, "gen_acc_novel_words": 0.5, "gen_acc_known_words": 0.5}
