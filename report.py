@@ -22,7 +22,7 @@ from checkpoint import load_checkpoint
 from common import ROOT, Parser, UserError, main_guard, mean_ci, read_csv, save_figure, write_atomic
 
 LATER_COLUMNS = ("n_unique", "flops_per_token", "bits_per_byte", "pretrain_vocab_size", "pretrain_dataset",
-                 "pretrain_args", "finetune_args", "recipe", "recipe_sha256", "eval_n")
+                 "pretrain_args", "finetune_args", "recipe", "recipe_sha256", "eval_n", "gen_n_novel_words")
 CELL = re.compile(r"^d(\d+)(?:_u(\d+)(\w+))?_s(\d+)$")  # d4_s0, d4_u1params_s0
 
 
@@ -202,7 +202,7 @@ def novel_word_table(main, study, depths):
     and on the rest (sweep.novel_word_columns): where pretraining cannot have helped."""
     lines = []
     for t in study.task_list:
-        rs = [r for r in main if r["task"] == t and r.get("gen_n_novel_words", "") != ""]
+        rs = [r for r in main if r["task"] == t and r["gen_n_novel_words"] != ""]
         if not rs:
             continue
         n, total = rs[0]["gen_n_novel_words"], rs[0]["eval_n"]

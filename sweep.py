@@ -264,7 +264,7 @@ class Sweep:
         flags = tuple(f for f in self.CONTROLS if getattr(self.args, f))
         if self.cell(depth, seed).name in self.kept:
             return [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed
-                    and r["control"].startswith(flags)] if flags else []
+                    and r["control"].startswith(flags)]  # no flags: startswith(()) is False
         return [r for f in flags for r in getattr(self, f)(depth, seed, pre)]
 
     def reference(self, seed, task, column, here):
@@ -404,11 +404,12 @@ class Sweep:
 def novel_word_columns(predictions, known):
     """Generalization split by whether a sentence holds a word that the pretraining corpus never
     contains (known: the corpus's words, lower-cased): there pretraining could not have helped."""
-    novel = {i for i, p in enumerate(predictions) if any(w.lower() not in known for w in WORD.findall(p["source"]))}
-    acc = lambda hits: sum(hits) / len(hits) if hits else ""  # noqa: E731
-    return {"gen_n_novel_words": len(novel),
-            "gen_acc_novel_words": acc([p["correct"] for i, p in enumerate(predictions) if i in novel]),
-            "gen_acc_known_words": acc([p["correct"] for i, p in enumerate(predictions) if i not in novel])}
+    hits = {True: [], False: []}  # has a novel word: the sentences' hits
+    for p in predictions:
+        hits[any(w.lower() not in known for w in WORD.findall(p["source"]))].append(p["correct"])
+    acc = lambda h: sum(h) / len(h) if h else ""  # noqa: E731
+    return {"gen_n_novel_words": len(hits[True]), "gen_acc_novel_words": acc(hits[True]),
+            "gen_acc_known_words": acc(hits[False])}
 
 
 def snapshot_meta(paths):
