@@ -121,6 +121,12 @@ def finetune_budget(ft, step=None):
             "dtype": ft.get("dtype", "")}
 
 
+def looped_control(variant):
+    """The control column of a looped model's rows (variant: K distinct blocks, the matching);
+    empty for an unlooped one."""
+    return f"looped_{variant[1]}_u{variant[0]}" if variant else ""
+
+
 def read_rows(path, recipe_sha256):
     """The rows of an earlier results.csv made with this recipe."""
     return [r for r in read_csv(path) if r.get("recipe_sha256", "") == recipe_sha256]
@@ -249,7 +255,8 @@ class Sweep:
                 self.model_rows(depth, seed, None, rows, pre)
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
                 for match in MATCHES:
-                    self.model_rows(depth, seed, (self.args.looped, match), rows, pre)
+                    if not self.carry_over(depth, seed, rows, pre, (self.args.looped, match)):
+                        self.model_rows(depth, seed, (self.args.looped, match), rows, pre)
             # the controls compare each depth with the seed's shallowest, cell by cell, so a seed
             # whose depths ran on different machines gets them all (see reference)
             for depth in self.args.depth_list:
@@ -282,17 +289,19 @@ class Sweep:
         m = re.match(r"looped_(\w+)_u(\d+)$", row["control"])
         return self.cell(row["n_layer"], row["seed"], (int(m[2]), m[1]) if m else None)
 
-    def carry_over(self, depth, seed, rows, pre):
-        """An unlooped cell whose run folder is not here but whose rows, one per task, an earlier
-        results.csv of this recipe holds: those rows stand for it."""
-        if self.cell(depth, seed).exists():
+    def carry_over(self, depth, seed, rows, pre, variant=None):
+        """A cell (unlooped, or a looped variant) whose run folder is not here but whose rows, one
+        per task, an earlier results.csv of this recipe holds: those rows stand for it."""
+        if self.cell(depth, seed, variant).exists():
             return False
-        mine = [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed and not r["control"]]
+        mine = [r for r in self.earlier if r["n_layer"] == depth and r["seed"] == seed
+                and r["control"] == looped_control(variant)]
         if sorted(r["task"] for r in mine) != sorted(self.args.task_list or [""]):
             return False
         rows += mine
-        pre[depth, seed] = None  # nothing on disk: its controls are carried with it (controls)
-        self.kept.append(self.cell(depth, seed).name)
+        if not variant:
+            pre[depth, seed] = None  # nothing on disk: its controls are carried with it (controls)
+        self.kept.append(self.cell(depth, seed, variant).name)
         return True
 
     def model_rows(self, depth, seed, variant, rows, pre):
@@ -301,7 +310,7 @@ class Sweep:
         summary = self.pretrain(depth, seed, variant)
         cell = self.cell(depth, seed, variant)
         init = cell / "pretrain" / "ckpt.pt" if summary else None
-        control = f"looped_{variant[1]}_u{variant[0]}" if variant else ""
+        control = looped_control(variant)
         mine = []  # rows land together, so a collected model has all its tasks or none
         if not self.args.task_list:  # a pretraining study: the model's one row
             mine.append(self.pretrain_row(depth, seed, summary))

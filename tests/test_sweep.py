@@ -227,6 +227,18 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch, jobs_in_process
         report.main(["--name", str(tmp_path / "results" / "empty")])
     assert not (tmp_path / "results" / "empty").exists()
 
+    # a looped cell finished on another machine (its folder gone, its row committed) is carried
+    # over like an unlooped one, not trained again
+    import shutil
+    shutil.rmtree(root / "runs" / "d2_u1compute_s0")
+    sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0", "--tasks", "geoquery",
+                "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--looped", "1", "--quiet",
+                "--finetune_args", "--batch_size 2 --eval_examples 2"])
+    assert not (root / "runs" / "d2_u1compute_s0").exists()
+    in_order = lambda t: sorted(t, key=lambda r: (r["seed"], r["n_layer"], r["control"]))  # noqa: E731
+    assert in_order(csv.DictReader(open(root / "results.csv"))) == in_order(rows)
+    assert "d2_u1compute_s0" in (root / "summary.md").read_text()
+
 
 def test_paired_differences_pair_by_seed():
     import types
