@@ -7,6 +7,9 @@
 # resumes from its last checkpoint. A cell whose row is in the committed results.csv is skipped
 # even when its run folder is gone, but its controls fine-tune its pretraining snapshots: they are
 # computed only where its folder is, so run a seed's controls on the machine that ran its cells.
+# The pretraining is the pretraining study's (recipes/cpu_tiny_pretrain.json, the same section): on
+# the machine that ran that study, link its finished models in first, so that only the fine-tuning runs here:
+#   mkdir -p results/pretrain_finetune_cpu_tiny/runs/dD_sS && ln -s $PWD/results/pretrain_cpu_tiny/runs/dD_sS/pretrain results/pretrain_finetune_cpu_tiny/runs/dD_sS/
 # About 37 core-hours on a 2-core AMX Xeon in fp32 (see the recipe).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
