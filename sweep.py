@@ -254,9 +254,9 @@ class Sweep:
                     continue
                 self.model_rows(depth, seed, None, rows, pre)
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
-                for match in MATCHES:
-                    if not self.carry_over(depth, seed, rows, pre, (self.args.looped, match)):
-                        self.model_rows(depth, seed, (self.args.looped, match), rows, pre)
+                for variant in ((self.args.looped, match) for match in MATCHES):
+                    if not self.carry_over(depth, seed, rows, pre, variant):
+                        self.model_rows(depth, seed, variant, rows, pre)
             # the controls compare each depth with the seed's shallowest, cell by cell, so a seed
             # whose depths ran on different machines gets them all (see reference)
             for depth in self.args.depth_list:

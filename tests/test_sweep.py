@@ -193,9 +193,10 @@ def test_bench_by_depth_runs(tmp_path):
 @pytest.mark.data
 def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch, jobs_in_process):
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
-    sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0", "--tasks", "geoquery",
-                "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--looped", "1", "--quiet",
-                "--finetune_args", "--batch_size 2 --eval_examples 2"])
+    looped = ["--name", "loop", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0", "--tasks", "geoquery",
+              "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--looped", "1", "--quiet",
+              "--finetune_args", "--batch_size 2 --eval_examples 2"]
+    sweep.main(looped)
     root = tmp_path / "results" / "loop"
     table = {(r["n_layer"], r["control"]): r for r in csv.DictReader(open(root / "results.csv"))}
     assert set(table) == {("1", ""), ("2", ""), ("2", "looped_params_u1"), ("2", "looped_compute_u1")}
@@ -231,9 +232,7 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch, jobs_in_process
     # over like an unlooped one, not trained again
     import shutil
     shutil.rmtree(root / "runs" / "d2_u1compute_s0")
-    sweep.main(["--name", "loop", "--model_class", "tiny", "--depths", "1,2", "--seeds", "0", "--tasks", "geoquery",
-                "--pretrain_iters", "0", "--finetune_iters", "2", "--eval_limit", "4", "--looped", "1", "--quiet",
-                "--finetune_args", "--batch_size 2 --eval_examples 2"])
+    sweep.main(looped)
     assert not (root / "runs" / "d2_u1compute_s0").exists()
     in_order = lambda t: sorted(t, key=lambda r: (r["seed"], r["n_layer"], r["control"]))  # noqa: E731
     assert in_order(csv.DictReader(open(root / "results.csv"))) == in_order(rows)

@@ -15,12 +15,12 @@ N=looped_paper_budget_cpu_tiny
 S="python sweep.py --config $R --name $N --looped 1"
 if [ ! -f results/$N/results.csv ]; then
   python -c "
-from common import read_csv, write_csv
+from common import read_csv, write_atomic, write_csv
 import json
 rows = [r for r in read_csv('results/paper_budget_cpu_tiny/results.csv') if r['seed'] in (0, 1, 2)]
 write_csv('results/$N/results.csv', rows)
 ranks = json.load(open('results/paper_budget_cpu_tiny/ffn_rank.json'))
-open('results/$N/ffn_rank.json', 'w').write(json.dumps([x for x in ranks if x['seed'] in (0, 1, 2)], indent=1))
+write_atomic('results/$N/ffn_rank.json', json.dumps([x for x in ranks if x['seed'] in (0, 1, 2)], indent=1))
 print(len(rows), 'rows of seeds 0-2 and their FFN ranks copied from results/paper_budget_cpu_tiny')"
 fi
 for seed in 0 1 2; do $S --seeds $seed --depths 1,6; done &

@@ -15,7 +15,7 @@ for m in "1" "2 1 params" "4 1 params" "6 1 params" "6 1 compute"; do
   python finetune.py --config recipes/cpu_tiny_paper_budget.json --task cogs_vf --from_scratch "${flags[@]}" \
     --max_iters 80 --eval_interval 20 --eval_examples 8 --snapshot_steps "" --out_dir "$tmp/$1_$#_${3:-}" --quiet >/dev/null
   python -c "
-import json, sys
+import json
 log = {r['step']: r['elapsed_s'] for r in map(json.loads, open('$tmp/$1_$#_${3:-}/log.jsonl'))}
 s = (log[80] - log[20]) / 60
 print(f'depth $1${2:+ looped u$2 $3}, threads $OMP_NUM_THREADS: {s:.3f} s/step, 10,000 steps {s * 10000 / 3600:.2f} h')"
