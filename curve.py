@@ -22,8 +22,8 @@ import torch
 
 import tasks
 from checkpoint import load_checkpoint, model_from
-from common import (ROOT, Parser, UserError, code_version, integer, main_guard, mean_ci, read_csv, save_figure,
-                    write_atomic, write_csv)
+from common import (ROOT, Parser, UserError, code_version, integer, main_guard, mean_ci, pick_device, read_csv,
+                    save_figure, write_atomic, write_csv)
 from corpus import ensure_prepared
 from model import GPTConfig
 
@@ -38,7 +38,10 @@ def get_args(argv=None):
     a("--limit", type=integer(1), default=1000, help="examples per split at each point (a seeded sample)")
     a("--seed", type=integer(0), default=0, help="seed of the sample")
     a("--batch_size", type=integer(1), default=256, help="examples decoded together")
-    return p.parse_args(argv)
+    a("--device", default="auto", help="auto, cpu, cuda or mps: where the snapshots are scored")
+    args = p.parse_args(argv)
+    args.device = pick_device(args.device)
+    return args
 
 
 def points(run):
@@ -61,9 +64,9 @@ def score_point(path, task, splits, args, cache):
         cache[key] = {s: random.Random(args.seed).sample(ex, min(args.limit, len(ex))) for s, ex in every.items()}
     sample = cache[key]
     need = max(tasks.longest(ex)[1] for ex in sample.values())
-    model = model_from(ck, path, context=need)
+    model = model_from(ck, path, device=args.device, context=need)
     out = {"step": ck["step"], "checkpoint": str(path), "limit": args.limit, "sample_seed": args.seed,
-           "code_version": code_version()}
+           "device": args.device, "code_version": code_version()}
     with torch.no_grad():
         for s, ex in sample.items():
             result, _ = tasks.score(ex, tasks.decode_examples(model, ex, args.batch_size), task)

@@ -112,13 +112,14 @@ def check_args(args):
 
 
 def finetune_budget(ft, step=None):
-    """What a fine-tuning run's row must say to be compared: examples seen, vocabulary, batching, dtype."""
+    """What a fine-tuning run's row must say to be compared: examples seen, vocabulary, batching, dtype
+    and device (a study whose cells ran on CPUs and on a lent GPU says which ran where)."""
     rc = ft["run_config"]
     per_step = rc["batch_size"] * rc.get("gradient_accumulation_steps", 1) * ft.get("world_size", 1)
     return {"finetune_examples": per_step * (step if step is not None else ft["step"]),
             "finetune_batch": per_step, "vocab": ft["data"].get("vocab", "gpt2"),
             "vocab_size": ft["model_config"]["vocab_size"], "batching": rc.get("batching", "random"),
-            "dtype": ft.get("dtype", "")}
+            "dtype": ft.get("dtype", ""), "device": ft.get("device", "")}
 
 
 def looped_control(variant):

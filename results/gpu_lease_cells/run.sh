@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# One lent GPU (the device tool's H200, one call of at most 10 minutes) trains the CPU studies'
+# missing cells, each cell as the studies' own command would on a CPU core, but with --device cuda:
+# each sweep.py lane is one process (one CPU thread) sharing the GPU, and many run at once, since a
+# tiny-class step is a few hundred small kernels and leaves the GPU mostly idle. Priority by nice
+# (CPU time is what the lanes compete for): the paper-budget study's seed 4 first, then the
+# word-vocabulary lever's seeds 1 and 2, then the 100-epoch curve, then the looped comparison.
+# Each study's controls, curve and tables are made on the GPU as soon as its cells are done; at the
+# deadline what still trains is stopped (its cell is lost, not half-kept), the finished studies are
+# tabled, and the 41M class's fine-tuning rate is timed alone on the GPU (issue 22 item 5).
+# Results come back as one tarball per study under $OUT (no weights), refreshed every 20 seconds,
+# so a call cut off early still returns every cell finished by then.
+#   BUDGET=540 CODE=<commit> bash results/gpu_lease_cells/run.sh     (on the lent machine, from the
+#   repository root, with data/cogs_vf prepared and .carry/tiktoken_cache carried)
+# SMOKE=1 shortens every cell to 40 steps and 40 scored examples, DEV=cpu runs it on the CPU, and
+# ONLY="study ..." runs those studies alone: a check of this script on a CPU machine (in a scratch
+# copy of the repository: it writes into results/).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/gpu_lease_out}; mkdir -p "$OUT"
+BUDGET=${BUDGET:-540}                      # seconds for the whole script
+T0=$(date +%s)
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 NANODEPTH_CODE_VERSION=${CODE:-unknown}
+[ -d .carry/tiktoken_cache ] && export TIKTOKEN_CACHE_DIR=$PWD/.carry/tiktoken_cache
+DEV=${DEV:-cuda}
+EXTRA=""; CURVE=""
+[ -n "${SMOKE:-}" ] && EXTRA="--finetune_iters 40 --eval_limit 40" && CURVE="--limit 40"
+LOGS=/tmp/gpu_lease_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
+PB=recipes/cpu_tiny_paper_budget.json
+WORD=recipes/cpu_tiny_paper_budget_word.json
+LONG=recipes/cpu_tiny_long_curve.json
+STUDIES="paper_budget_cpu_tiny paper_budget_word_cpu_tiny long_curve_cpu_tiny looped_paper_budget_cpu_tiny"
+
+echo "== $(date -u +%FT%TZ) code ${CODE:-unknown}, budget ${BUDGET}s"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+# MPS lets kernels of the many processes share the GPU at once instead of taking turns; kept only
+# if a CUDA process starts under it
+if [ "$DEV" = cuda ] && command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
+  mkdir -p /tmp/mps_pipe /tmp/mps_log
+  if nvidia-cuda-mps-control -d && timeout 40 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+    echo "MPS on"
+  else
+    echo quit | timeout 10 nvidia-cuda-mps-control; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    echo "MPS off (it did not start a CUDA process)"
+  fi
+fi
+
+pack() {  # one tarball per study: tables, rows, curve points, each run's summary and log; no weights
+  for n in $STUDIES; do
+    [ -d results/$n ] || continue
+    (cd results && find $n -path "$n/runs" -prune -o -type f -print > /tmp/files_$n
+     find $n/runs \( -name summary.json -o -name log.jsonl -o -path "*/curve/*.json" \) 2>/dev/null >> /tmp/files_$n
+     tar czf "$OUT/.$n.tgz" -T /tmp/files_$n && mv "$OUT/.$n.tgz" "$OUT/$n.tgz")
+  done
+  tail -n 4 "$LOGS"/*.log > "$LOGS/tails.txt" 2>/dev/null
+  (cd /tmp && tar czf "$OUT/.logs.tgz" gpu_lease_logs && mv "$OUT/.logs.tgz" "$OUT/logs.tgz")
+}
+( while sleep 20; do pack; done ) & PACKER=$!
+( while sleep 30; do echo "-- t=$(( $(date +%s) - T0 ))s $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null) load $(cut -d' ' -f1 /proc/loadavg)"; done ) & MONITOR=$!
+
+# a study's lanes, then its collector; NICE is the study's priority
+study() {
+  local nice=$1 name=$2 recipe=$3 collect=$4; shift 4
+  [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]] && return 0  # ONLY="study ...": just these
+  local pids=() lane i=0
+  for lane in "$@"; do
+    i=$((i + 1))
+    nice -n "$nice" python3 sweep.py --config "$recipe" --name "$name" --device "$DEV" $EXTRA $lane \
+      > "$LOGS/${name}_$i.log" 2>&1 &
+    pids+=($!)
+  done
+  local ok=1 p
+  for p in "${pids[@]}"; do wait "$p" || ok=0; done
+  echo "== t=$(( $(date +%s) - T0 ))s $name: lanes done (all ok: $ok)"
+  [ $ok = 1 ] || return 0
+  nice -n "$nice" python3 sweep.py --config "$recipe" --name "$name" --device "$DEV" $EXTRA $collect \
+    > "$LOGS/${name}_collect.log" 2>&1
+  [ "$name" != looped_paper_budget_cpu_tiny ] && nice -n "$nice" python3 curve.py --name "$name" --device "$DEV" \
+    $CURVE >> "$LOGS/${name}_collect.log" 2>&1
+  echo "== t=$(( $(date +%s) - T0 ))s $name: collected"
+}
+study 0 paper_budget_cpu_tiny $PB "--depths 1,2,4,6 --seeds 4" \
+  "--seeds 4 --depths 1" "--seeds 4 --depths 2" "--seeds 4 --depths 4" "--seeds 4 --depths 6" &
+study 2 paper_budget_word_cpu_tiny $WORD "" \
+  "--seeds 1 --depths 1" "--seeds 1 --depths 2" "--seeds 2 --depths 1" "--seeds 2 --depths 2" &
+study 5 long_curve_cpu_tiny $LONG "" \
+  "--seeds 0 --depths 1" "--seeds 0 --depths 2" "--seeds 1 --depths 1" "--seeds 1 --depths 2" \
+  "--seeds 2 --depths 1" "--seeds 2 --depths 2" &
+study 10 looped_paper_budget_cpu_tiny $PB "--looped 1 --seeds 0,1,2" \
+  "--looped 1 --seeds 0 --depths 1,2" "--looped 1 --seeds 0 --depths 1,4" "--looped 1 --seeds 0 --depths 1,6" \
+  "--looped 1 --seeds 1 --depths 1,2" "--looped 1 --seeds 1 --depths 1,4" "--looped 1 --seeds 1 --depths 1,6" \
+  "--looped 1 --seeds 2 --depths 1,2" "--looped 1 --seeds 2 --depths 1,4" "--looped 1 --seeds 2 --depths 1,6" &
+
+# the deadline: keep 100 s for the tables, the 41M timing and the last pack
+while [ "$(jobs -rp | wc -l)" -gt 2 ] && [ "$(left)" -gt 100 ]; do sleep 5; done
+echo "== t=$(( $(date +%s) - T0 ))s deadline or all done; stopping what still trains"
+pkill -TERM -f "sweep.py --config" ; pkill -TERM -f finetune.py; pkill -TERM -f evaluate.py; pkill -TERM -f curve.py
+sleep 3; pkill -KILL -f "sweep.py --config"; pkill -KILL -f finetune.py; pkill -KILL -f evaluate.py; pkill -KILL -f curve.py
+for n in $STUDIES; do  # the tables of whatever rows each study has (trains nothing)
+  [ -f results/$n/results.csv ] && timeout 30 python3 report.py --name $n $( [ $n != paper_budget_word_cpu_tiny ] && echo --rank_analysis) \
+    > "$LOGS/${n}_report.log" 2>&1
+done
+kill $PACKER 2>/dev/null; wait $PACKER 2>/dev/null
+pack
+
+# issue 22 item 5: the 41M class's fine-tuning steps on this GPU, alone, packed batches of 128 (the
+# one-GPU recipe's fine-tuning; from random weights, which costs what a pretrained start does)
+if [ "$DEV" = cuda ]; then
+  for d in 1 2 4; do
+    [ "$(left)" -gt 25 ] || break
+    timeout $(( $(left) - 15 )) python3 finetune.py --config recipes/gpu_41m.json --task cogs_vf --from_scratch \
+      --model_class 41M --n_layer $d --max_iters 150 --eval_interval 150 --eval_examples 100 --device cuda \
+      --out_dir /tmp/t41m_d$d --quiet > "$LOGS/t41m_d$d.log" 2>&1
+    python3 -c "import json; s = json.load(open('/tmp/t41m_d$d/summary.json')); print('41M depth $d:', s['step'],
+      'steps in', round(s['train_seconds'], 1), 's with one eval;', round(s['tokens_per_s_last']), 'tokens/s at the end;',
+      s['dtype'], s['model_config']['vocab_size'], 'vocab,', s['params']['total'], 'params')" | tee -a "$OUT/timing_41m.txt"
+  done
+  for d in 1 2 4; do cp /tmp/t41m_d$d/log.jsonl "$LOGS/t41m_d$d.jsonl" 2>/dev/null; done
+fi
+kill $MONITOR 2>/dev/null
+pack
+echo "== t=$(( $(date +%s) - T0 ))s done"
