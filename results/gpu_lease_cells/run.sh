@@ -83,6 +83,11 @@ study() {
     $CURVE >> "$LOGS/${name}_collect.log" 2>&1
   echo "== t=$(( $(date +%s) - T0 ))s $name: collected"
 }
+if [ "${PLAN:-all}" = second ]; then  # the lease's second call: what the first left unfinished
+study 0 long_curve_cpu_tiny $LONG "" "--seeds 0 --depths 2" "--seeds 1 --depths 2" "--seeds 2 --depths 2" &
+study 1 looped_paper_budget_cpu_tiny $PB "--looped 1 --seeds 0,1,2" \
+  "--looped 1 --seeds 0 --depths 1,4" "--looped 1 --seeds 1 --depths 1,4" "--looped 1 --seeds 2 --depths 1,4" &
+else
 study 0 paper_budget_cpu_tiny $PB "--depths 1,2,4,6 --seeds 4" \
   "--seeds 4 --depths 1" "--seeds 4 --depths 2" "--seeds 4 --depths 4" "--seeds 4 --depths 6" &
 study 2 paper_budget_word_cpu_tiny $WORD "" \
@@ -94,9 +99,11 @@ study 10 looped_paper_budget_cpu_tiny $PB "--looped 1 --seeds 0,1,2" \
   "--looped 1 --seeds 0 --depths 1,2" "--looped 1 --seeds 0 --depths 1,4" "--looped 1 --seeds 0 --depths 1,6" \
   "--looped 1 --seeds 1 --depths 1,2" "--looped 1 --seeds 1 --depths 1,4" "--looped 1 --seeds 1 --depths 1,6" \
   "--looped 1 --seeds 2 --depths 1,2" "--looped 1 --seeds 2 --depths 1,4" "--looped 1 --seeds 2 --depths 1,6" &
+fi
 
-# the deadline: keep 100 s for the tables, the 41M timing and the last pack
-while [ "$(jobs -rp | wc -l)" -gt 2 ] && [ "$(left)" -gt 100 ]; do sleep 5; done
+# the deadline: keep RESERVE seconds for the tables, the 41M timing and the last pack
+RESERVE=${RESERVE:-100}
+while [ "$(jobs -rp | wc -l)" -gt 2 ] && [ "$(left)" -gt "$RESERVE" ]; do sleep 5; done
 echo "== t=$(( $(date +%s) - T0 ))s deadline or all done; stopping what still trains"
 pkill -TERM -f "sweep.py --config" ; pkill -TERM -f finetune.py; pkill -TERM -f evaluate.py; pkill -TERM -f curve.py
 sleep 3; pkill -KILL -f "sweep.py --config"; pkill -KILL -f finetune.py; pkill -KILL -f evaluate.py; pkill -KILL -f curve.py
@@ -109,7 +116,7 @@ pack
 
 # issue 22 item 5: the 41M class's fine-tuning steps on this GPU, alone, packed batches of 128 (the
 # one-GPU recipe's fine-tuning; from random weights, which costs what a pretrained start does)
-if [ "$DEV" = cuda ]; then
+if [ "$DEV" = cuda ] && [ "${PLAN:-all}" = all ]; then
   for d in 1 2 4; do
     [ "$(left)" -gt 25 ] || break
     timeout $(( $(left) - 15 )) python3 finetune.py --config recipes/gpu_41m.json --task cogs_vf --from_scratch \
