@@ -11,6 +11,7 @@ from conftest import ROOT
 
 import bench
 import common
+import curve
 import evaluate
 import finetune
 import model
@@ -35,7 +36,7 @@ def cogs_prepare(argv):
 
 
 SCRIPTS = {"train": train.main, "finetune": finetune.main, "evaluate": evaluate.main, "sample": sample.main,
-           "sweep": sweep.main, "bench": bench.main, "model": model.main, "tinystories": prepare_main("tinystories"),
+           "sweep": sweep.main, "curve": curve.main, "bench": bench.main, "model": model.main, "tinystories": prepare_main("tinystories"),
            "c4": prepare_main("c4"), "text": prepare_main("text"), "cogs": cogs_prepare}
 
 # (script, flags, what the one line must say); {tmp} is a fresh folder, {file} a file in it
@@ -85,6 +86,7 @@ CASES = [
     ("sample", ["--num_samples", "0"], "argument --num_samples: must be >= 1"),
     ("sample", ["--top_k", "-1"], "argument --top_k: must be >= 0"),
     ("sample", ["--device", "gpu"], "is not a device"),
+    ("curve", ["--name", "x", "--device", "tpu"], "is not a device"),
     ("sweep", ["--finetune_iters", "0"], "argument --finetune_iters: must be >= 1"),
     ("sweep", ["--pretrain_iters", "-1"], "argument --pretrain_iters: must be >= 0"),
     ("sweep", ["--looped", "-1"], "argument --looped: must be >= 0"),

@@ -144,10 +144,13 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     root = tmp_path / "results" / "multi"
     before = list(csv.DictReader(open(root / "results.csv")))
     assert any(r["control"].startswith("loss_matched") for r in before)
+    assert {r["device"] for r in before} == {"cpu"}  # where each row ran: studies span CPUs and lent GPUs
     ranks = json.loads((root / "ffn_rank.json").read_text())
     import curve
-    curve.main(["--name", str(root), "--limit", "4"])
+    curve.main(["--name", str(root), "--limit", "4", "--device", "cpu"])
     points = list(csv.DictReader(open(root / "curve.csv")))
+    kept = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "curve").glob("step_*.json"))
+    assert kept and all(json.loads(k.read_text())["device"] == "cpu" for k in kept)
     shutil.rmtree(root / "runs")  # the machine that ran them is gone
     # a lane of the study over depth 4 alone keeps the other cells' rows in results.csv
     sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "4", "--rank_analysis", "--quiet"])

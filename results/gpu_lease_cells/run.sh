@@ -5,9 +5,11 @@
 # tiny-class step is a few hundred small kernels and leaves the GPU mostly idle. Priority by nice
 # (CPU time is what the lanes compete for): the paper-budget study's seed 4 first, then the
 # word-vocabulary lever's seeds 1 and 2, then the 100-epoch curve, then the looped comparison.
-# Each study's controls, curve and tables are made on the GPU as soon as its cells are done; at the
-# deadline what still trains is stopped (its cell is lost, not half-kept), the finished studies are
-# tabled, and the 41M class's fine-tuning rate is timed alone on the GPU (issue 22 item 5).
+# Each cell's loss-matched control and curve points are made on the GPU as soon as the cell is
+# scored (its snapshots go back with the machine); at the deadline what still trains is stopped
+# (its cell is lost, not half-kept), every study is tabled, and the 41M class's fine-tuning rate is
+# timed alone on the GPU (issue 22 item 5; NO_41M=1 skips it). Cells whose rows results.csv already
+# holds are carried, not trained again, so the same command goes on from where a lease stopped.
 # Results come back as one tarball per study under $OUT (no weights), refreshed every 20 seconds,
 # so a call cut off early still returns every cell finished by then.
 #   BUDGET=540 CODE=<commit> bash results/gpu_lease_cells/run.sh     (on the lent machine, from the
@@ -62,44 +64,36 @@ pack() {  # one tarball per study: tables, rows, curve points, each run's summar
 ( while sleep 20; do pack; done ) & PACKER=$!
 ( while sleep 30; do echo "-- t=$(( $(date +%s) - T0 ))s $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null) load $(cut -d' ' -f1 /proc/loadavg)"; done ) & MONITOR=$!
 
-# a study's lanes, then its collector; NICE is the study's priority
-study() {
-  local nice=$1 name=$2 recipe=$3 collect=$4; shift 4
-  [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]] && return 0  # ONLY="study ...": just these
-  local pids=() lane i=0
-  for lane in "$@"; do
-    i=$((i + 1))
-    nice -n "$nice" python3 sweep.py --config "$recipe" --name "$name" --device "$DEV" $EXTRA $lane \
-      > "$LOGS/${name}_$i.log" 2>&1 &
-    pids+=($!)
-  done
-  local ok=1 p
-  for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  echo "== t=$(( $(date +%s) - T0 ))s $name: lanes done (all ok: $ok)"
-  [ $ok = 1 ] || return 0
-  nice -n "$nice" python3 sweep.py --config "$recipe" --name "$name" --device "$DEV" $EXTRA $collect \
-    > "$LOGS/${name}_collect.log" 2>&1
-  [ "$name" != looped_paper_budget_cpu_tiny ] && nice -n "$nice" python3 curve.py --name "$name" --device "$DEV" \
-    $CURVE >> "$LOGS/${name}_collect.log" 2>&1
-  echo "== t=$(( $(date +%s) - T0 ))s $name: collected"
+# cell NICE NAME RECIPE FLAGS REF CURVE SEED DEPTH: one cell as its own sweep.py lane, then at once
+# (a lease can end before the whole study does, and the snapshots go with the machine) its
+# loss-matched control against the seed's depth REF (when REF is given and is not DEPTH: once REF's
+# cell is scored, `--depths REF,DEPTH` trains nothing and computes the control) and, with CURVE=1,
+# the curve points of its snapshots. A cell with rows already in results.csv and no run folder is
+# carried by sweep.py, not trained again, so the same call resumes a study on the next lease.
+cell() {
+  local nice=$1 name=$2 recipe=$3 flags=$4 ref=$5 curve=$6 seed=$7 depth=$8
+  local log="$LOGS/${name}_d${depth}_s${seed}.log" runs=results/$name/runs
+  local S="nice -n $nice python3 sweep.py --config $recipe --name $name --device $DEV $EXTRA $flags --seeds $seed"
+  $S --depths "$( [ -n "$flags" ] && echo "1,$depth" || echo "$depth")" > "$log" 2>&1 || return 0
+  echo "== t=$(( $(date +%s) - T0 ))s $name d$depth s$seed trained"
+  if [ -n "$ref" ] && [ "$ref" != "$depth" ]; then
+    while [ -d $runs/d${ref}_s$seed ] && [ ! -f $runs/d${ref}_s$seed/ft_cogs_vf/eval_cogs_vf.json ]; do sleep 5; done
+    $S --depths "$ref,$depth" >> "$log" 2>&1
+  fi
+  [ "$curve" = 1 ] && nice -n "$nice" python3 curve.py --name "$name" --device "$DEV" $CURVE >> "$log" 2>&1
+  echo "== t=$(( $(date +%s) - T0 ))s $name d$depth s$seed collected"
 }
-if [ "${PLAN:-all}" = second ]; then  # the lease's second call: what the first left unfinished
-study 0 long_curve_cpu_tiny $LONG "" "--seeds 0 --depths 2" "--seeds 1 --depths 2" "--seeds 2 --depths 2" &
-study 1 looped_paper_budget_cpu_tiny $PB "--looped 1 --seeds 0,1,2" \
-  "--looped 1 --seeds 0 --depths 1,4" "--looped 1 --seeds 1 --depths 1,4" "--looped 1 --seeds 2 --depths 1,4" &
-else
-study 0 paper_budget_cpu_tiny $PB "--depths 1,2,4,6 --seeds 4" \
-  "--seeds 4 --depths 1" "--seeds 4 --depths 2" "--seeds 4 --depths 4" "--seeds 4 --depths 6" &
-study 2 paper_budget_word_cpu_tiny $WORD "" \
-  "--seeds 1 --depths 1" "--seeds 1 --depths 2" "--seeds 2 --depths 1" "--seeds 2 --depths 2" &
-study 5 long_curve_cpu_tiny $LONG "" \
-  "--seeds 0 --depths 1" "--seeds 0 --depths 2" "--seeds 1 --depths 1" "--seeds 1 --depths 2" \
-  "--seeds 2 --depths 1" "--seeds 2 --depths 2" &
-study 10 looped_paper_budget_cpu_tiny $PB "--looped 1 --seeds 0,1,2" \
-  "--looped 1 --seeds 0 --depths 1,2" "--looped 1 --seeds 0 --depths 1,4" "--looped 1 --seeds 0 --depths 1,6" \
-  "--looped 1 --seeds 1 --depths 1,2" "--looped 1 --seeds 1 --depths 1,4" "--looped 1 --seeds 1 --depths 1,6" \
-  "--looped 1 --seeds 2 --depths 1,2" "--looped 1 --seeds 2 --depths 1,4" "--looped 1 --seeds 2 --depths 1,6" &
-fi
+# study NICE NAME RECIPE FLAGS REF CURVE "SEED:DEPTH ...": its cells at once (ONLY="study ..." runs just these)
+study() {
+  local nice=$1 name=$2 recipe=$3 flags=$4 ref=$5 curve=$6 c
+  [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]] && return 0
+  for c in $7; do cell "$nice" "$name" "$recipe" "$flags" "$ref" "$curve" "${c%:*}" "${c#*:}" & done
+  wait
+}
+study 0 paper_budget_cpu_tiny $PB "" 1 1 "4:1 4:2 4:4 4:6" &
+study 2 paper_budget_word_cpu_tiny $WORD "" "" 1 "1:1 1:2 2:1 2:2" &
+study 5 long_curve_cpu_tiny $LONG "" "" 1 "0:1 0:2 1:1 1:2 2:1 2:2" &
+study 10 looped_paper_budget_cpu_tiny $PB "--looped 1" "" 0 "0:2 0:4 0:6 1:2 1:4 1:6 2:2 2:4 2:6" &
 
 # the deadline: keep RESERVE seconds for the tables, the 41M timing and the last pack
 RESERVE=${RESERVE:-100}
@@ -116,7 +110,7 @@ pack
 
 # issue 22 item 5: the 41M class's fine-tuning steps on this GPU, alone, packed batches of 128 (the
 # one-GPU recipe's fine-tuning; from random weights, which costs what a pretrained start does)
-if [ "$DEV" = cuda ] && [ "${PLAN:-all}" = all ]; then
+if [ "$DEV" = cuda ] && [ -z "${NO_41M:-}" ]; then
   for d in 1 2 4; do
     [ "$(left)" -gt 25 ] || break
     timeout $(( $(left) - 15 )) python3 finetune.py --config recipes/gpu_41m.json --task cogs_vf --from_scratch \
