@@ -90,17 +90,20 @@ study() {
   for c in $7; do cell "$nice" "$name" "$recipe" "$flags" "$ref" "$curve" "${c%:*}" "${c#*:}" & done
   wait
 }
-study 0 paper_budget_cpu_tiny $PB "" 1 1 "4:1 4:2 4:4 4:6" &
-study 2 paper_budget_word_cpu_tiny $WORD "" "" 1 "1:1 1:2 2:1 2:2" &
-study 5 long_curve_cpu_tiny $LONG "" "" 1 "0:1 0:2 1:1 1:2 2:1 2:2" &
-study 10 looped_paper_budget_cpu_tiny $PB "--looped 1" "" 0 "0:2 0:4 0:6 1:2 1:4 1:6 2:2 2:4 2:6" &
+STUDY_PIDS=()
+study 0 paper_budget_cpu_tiny $PB "" 1 1 "4:1 4:2 4:4 4:6" & STUDY_PIDS+=($!)
+study 2 paper_budget_word_cpu_tiny $WORD "" "" 1 "1:1 1:2 2:1 2:2" & STUDY_PIDS+=($!)
+study 5 long_curve_cpu_tiny $LONG "" "" 1 "0:1 0:2 1:1 1:2 2:1 2:2" & STUDY_PIDS+=($!)
+study 10 looped_paper_budget_cpu_tiny $PB "--looped 1" "" 0 "0:2 0:4 0:6 1:2 1:4 1:6 2:2 2:4 2:6" & STUDY_PIDS+=($!)
 
 # the deadline: keep RESERVE seconds for the tables, the 41M timing and the last pack
 RESERVE=${RESERVE:-100}
 while [ "$(jobs -rp | wc -l)" -gt 2 ] && [ "$(left)" -gt "$RESERVE" ]; do sleep 5; done
 echo "== t=$(( $(date +%s) - T0 ))s deadline or all done; stopping what still trains"
-pkill -TERM -f "sweep.py --config" ; pkill -TERM -f finetune.py; pkill -TERM -f evaluate.py; pkill -TERM -f curve.py
-sleep 3; pkill -KILL -f "sweep.py --config"; pkill -KILL -f finetune.py; pkill -KILL -f evaluate.py; pkill -KILL -f curve.py
+# this script's own processes only: a pattern (pkill -f) would also stop other studies on the machine
+tree() { local c; echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }  # parents first: none spawns anew
+victims=$(for p in "${STUDY_PIDS[@]}"; do tree "$p"; done)
+kill -TERM $victims 2>/dev/null; sleep 3; kill -KILL $victims 2>/dev/null
 for n in $STUDIES; do  # the tables of whatever rows each study has (trains nothing)
   [ -f results/$n/results.csv ] && timeout 30 python3 report.py --name $n $( [ $n != paper_budget_word_cpu_tiny ] && echo --rank_analysis) \
     > "$LOGS/${n}_report.log" 2>&1
