@@ -36,8 +36,9 @@ def cogs_prepare(argv):
 
 
 SCRIPTS = {"train": train.main, "finetune": finetune.main, "evaluate": evaluate.main, "sample": sample.main,
-           "sweep": sweep.main, "curve": curve.main, "bench": bench.main, "model": model.main, "tinystories": prepare_main("tinystories"),
-           "c4": prepare_main("c4"), "text": prepare_main("text"), "cogs": cogs_prepare}
+           "sweep": sweep.main, "curve": curve.main, "bench": bench.main, "model": model.main,
+           "tinystories": prepare_main("tinystories"), "c4": prepare_main("c4"), "text": prepare_main("text"),
+           "cogs": cogs_prepare}
 
 # (script, flags, what the one line must say); {tmp} is a fresh folder, {file} a file in it
 CASES = [

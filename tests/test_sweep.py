@@ -149,8 +149,8 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     import curve
     curve.main(["--name", str(root), "--limit", "4", "--device", "cpu"])
     points = list(csv.DictReader(open(root / "curve.csv")))
-    kept = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "curve").glob("step_*.json"))
-    assert kept and all(json.loads(k.read_text())["device"] == "cpu" for k in kept)
+    scored = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "curve").glob("step_*.json"))
+    assert scored and all(json.loads(k.read_text())["device"] == "cpu" for k in scored)
     shutil.rmtree(root / "runs")  # the machine that ran them is gone
     # a lane of the study over depth 4 alone keeps the other cells' rows in results.csv
     sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "4", "--rank_analysis", "--quiet"])

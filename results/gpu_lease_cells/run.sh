@@ -74,7 +74,7 @@ cell() {
   local nice=$1 name=$2 recipe=$3 flags=$4 ref=$5 curve=$6 seed=$7 depth=$8
   local log="$LOGS/${name}_d${depth}_s${seed}.log" runs=results/$name/runs
   local S="nice -n $nice python3 sweep.py --config $recipe --name $name --device $DEV $EXTRA $flags --seeds $seed"
-  $S --depths "$( [ -n "$flags" ] && echo "1,$depth" || echo "$depth")" > "$log" 2>&1 || return 0
+  $S --depths "$depth" > "$log" 2>&1 || return 0
   echo "== t=$(( $(date +%s) - T0 ))s $name d$depth s$seed trained"
   if [ -n "$ref" ] && [ "$ref" != "$depth" ]; then
     while [ -d $runs/d${ref}_s$seed ] && [ ! -f $runs/d${ref}_s$seed/ft_cogs_vf/eval_cogs_vf.json ]; do sleep 5; done
@@ -98,7 +98,8 @@ study 10 looped_paper_budget_cpu_tiny $PB "--looped 1" "" 0 "0:2 0:4 0:6 1:2 1:4
 
 # the deadline: keep RESERVE seconds for the tables, the 41M timing and the last pack
 RESERVE=${RESERVE:-100}
-while [ "$(jobs -rp | wc -l)" -gt 2 ] && [ "$(left)" -gt "$RESERVE" ]; do sleep 5; done
+running() { local p; for p in "${STUDY_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+while running && [ "$(left)" -gt "$RESERVE" ]; do sleep 5; done
 echo "== t=$(( $(date +%s) - T0 ))s deadline or all done; stopping what still trains"
 # this script's own processes only: a pattern (pkill -f) would also stop other studies on the machine
 tree() { local c; echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }  # parents first: none spawns anew
@@ -112,18 +113,19 @@ kill $PACKER 2>/dev/null; wait $PACKER 2>/dev/null
 pack
 
 # issue 22 item 5: the 41M class's fine-tuning steps on this GPU, alone, packed batches of 128 (the
-# one-GPU recipe's fine-tuning; from random weights, which costs what a pretrained start does)
+# one-GPU recipe's fine-tuning; from random weights but with GPT-2's whole vocabulary, the head a
+# model pretrained by that recipe keeps: --from_scratch alone would cut it to the task's tokens)
 if [ "$DEV" = cuda ] && [ -z "${NO_41M:-}" ]; then
   for d in 1 2 4; do
     [ "$(left)" -gt 25 ] || break
     timeout $(( $(left) - 15 )) python3 finetune.py --config recipes/gpu_41m.json --task cogs_vf --from_scratch \
-      --model_class 41M --n_layer $d --max_iters 150 --eval_interval 150 --eval_examples 100 --device cuda \
+      --model_class 41M --n_layer $d --vocab gpt2 --max_iters 150 --eval_interval 150 --eval_examples 100 --device cuda \
       --out_dir /tmp/t41m_d$d --quiet > "$LOGS/t41m_d$d.log" 2>&1
     python3 -c "import json; s = json.load(open('/tmp/t41m_d$d/summary.json')); print('41M depth $d:', s['step'],
       'steps in', round(s['train_seconds'], 1), 's with one eval;', round(s['tokens_per_s_last']), 'tokens/s at the end;',
       s['dtype'], s['model_config']['vocab_size'], 'vocab,', s['params']['total'], 'params')" | tee -a "$OUT/timing_41m.txt"
+    cp /tmp/t41m_d$d/log.jsonl "$LOGS/t41m_d$d.jsonl" 2>/dev/null
   done
-  for d in 1 2 4; do cp /tmp/t41m_d$d/log.jsonl "$LOGS/t41m_d$d.jsonl" 2>/dev/null; done
 fi
 kill $MONITOR 2>/dev/null
 pack
