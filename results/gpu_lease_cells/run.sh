@@ -32,7 +32,9 @@ LOGS=/tmp/gpu_lease_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 PB=recipes/cpu_tiny_paper_budget.json
 WORD=recipes/cpu_tiny_paper_budget_word.json
 LONG=recipes/cpu_tiny_long_curve.json
-STUDIES="paper_budget_cpu_tiny paper_budget_word_cpu_tiny long_curve_cpu_tiny looped_paper_budget_cpu_tiny"
+declare -A RECIPE=([paper_budget_cpu_tiny]=$PB [paper_budget_word_cpu_tiny]=$WORD [long_curve_cpu_tiny]=$LONG
+                   [looped_paper_budget_cpu_tiny]=$PB)
+STUDIES="${!RECIPE[*]}"
 
 echo "== $(date -u +%FT%TZ) code ${CODE:-unknown}, budget ${BUDGET}s"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
@@ -105,8 +107,9 @@ echo "== t=$(( $(date +%s) - T0 ))s deadline or all done; stopping what still tr
 tree() { local c; echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }  # parents first: none spawns anew
 victims=$(for p in "${STUDY_PIDS[@]}"; do tree "$p"; done)
 kill -TERM $victims 2>/dev/null; sleep 3; kill -KILL $victims 2>/dev/null
-for n in $STUDIES; do  # the tables of whatever rows each study has (trains nothing)
-  [ -f results/$n/results.csv ] && timeout 30 python3 report.py --name $n $( [ $n != paper_budget_word_cpu_tiny ] && echo --rank_analysis) \
+for n in $STUDIES; do  # the tables of whatever rows each study has (trains nothing), FFN ranks where its recipe asks
+  [ -f results/$n/results.csv ] && timeout 30 python3 report.py --name $n $(python3 -c "import json, sys
+print('--rank_analysis' if json.load(open(sys.argv[1]))['sweep'].get('rank_analysis') else '')" ${RECIPE[$n]}) \
     > "$LOGS/${n}_report.log" 2>&1
 done
 kill $PACKER 2>/dev/null; wait $PACKER 2>/dev/null
