@@ -240,8 +240,14 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         for name in remove_stale_temporaries(self.out):  # writes cut off by a killed process
             print(f"removed {self.out / name}, left by a write its process never finished")
-        if fresh and (self.out / "log.jsonl").exists():
-            (self.out / "log.jsonl").unlink()
+        log = self.out / "log.jsonl"
+        if fresh and log.exists():
+            log.unlink()
+        elif log.exists():  # a killed process may have logged evals after its checkpoint: they rerun
+            lines = log.read_text().splitlines(keepends=True)
+            kept = [x for x in lines if logged_step(x) <= self.step_n]
+            if kept != lines:
+                write_atomic(log, "".join(kept))
         c, n = self.cfg, self.info["params"]
         print(f"{self.job.describe}n_layer={c.n_layer} d_model={c.d_model} d_ff={c.d_ff} "
               f"params={n['total']:,} (non-embedding {n['non_embedding']:,}) device={self.device} "
@@ -289,6 +295,14 @@ class Run:
             write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         cluster.close(self)
         return summary
+
+
+def logged_step(line):
+    """The step of one log.jsonl record; a line cut off by a killed write counts as after any step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return float("inf")
 
 
 class Progress:

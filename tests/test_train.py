@@ -81,6 +81,17 @@ def test_resume_reapplies_only_the_flags_given_abbreviations_included(corpus, tm
     assert s["train_seconds"] > saved_s and log[0]["elapsed_s"] == saved_s
 
 
+def test_resume_drops_evals_logged_after_the_checkpoint(corpus, tmp_path):
+    out = tmp_path / "r"
+    train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "2", "--eval_interval", "2"])
+    # what a process killed after an eval at step 3 (no checkpoint) leaves, and a write it cut off
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3, "val_loss": 1.0}) + "\n" + '{"step": 3, "val_l')
+    train.main(["--data_dir", str(corpus), "--out_dir", str(out), "--resume", "--max_iters", "4", "--quiet"])
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]  # step 3 once in a plot's x axis would be the killed run's
+
+
 def test_resuming_a_finished_run_changes_nothing(corpus, tmp_path, capsys):
     out = tmp_path / "done"
     train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "2", "--eval_interval", "2"])
