@@ -4,6 +4,7 @@ snapshots that fine-tuning kept (finetune.py --snapshot_steps), for every run of
 per depth (mean and 95% CI over seeds).
 
     python curve.py --name paper_budget_cpu_tiny
+    python curve.py --name long_curve_cpu_tiny --beside paper_budget_cpu_tiny  # both in one figure
 
 Each point scores a seeded sample of --limit examples of each split, the same sample at every
 point of every run, and is kept beside the snapshot (curve/step_NNNNNNN.json), so a rerun scores
@@ -39,9 +40,18 @@ def get_args(argv=None):
     a("--seed", type=integer(0), default=0, help="seed of the sample")
     a("--batch_size", type=integer(1), default=256, help="examples decoded together")
     a("--device", default="auto", help="auto, cpu, cuda or mps: where the snapshots are scored")
+    a("--beside", default="", help="another study whose committed curve.csv the figure draws too, dashed "
+      "(e.g. the same recipe on a shorter schedule); its rows stay out of this study's curve.csv and table")
     args = p.parse_args(argv)
     args.device = pick_device(args.device)
+    if args.beside and not study_folder(args.beside).joinpath("curve.csv").is_file():
+        raise UserError(f"--beside {args.beside}: no curve.csv in {study_folder(args.beside)}; "
+                        "name a study that curve.py has scored")
     return args
+
+
+def study_folder(name):
+    return Path(name) if Path(name).is_dir() else ROOT / "results" / name
 
 
 def points(run):
@@ -76,7 +86,7 @@ def score_point(path, task, splits, args, cache):
 
 
 def collect(args):
-    root = Path(args.name) if Path(args.name).is_dir() else ROOT / "results" / args.name
+    root = study_folder(args.name)
     if not (root / "runs").is_dir() and not (root / "curve.csv").is_file():
         raise UserError(f"no runs in {root / 'runs'}; run the sweep first (results/{args.name}/run.sh)")
     here = {c.name for c in (root / "runs").iterdir()} if (root / "runs").is_dir() else set()
@@ -139,19 +149,24 @@ def table(rows):
     return "\n".join(lines) + "\n"
 
 
-def figure(rows, path):
+def figure(rows, path, beside=(), beside_name=""):
+    """Test and gen against epochs, one band (mean, 95% CI over seeds) per depth; the rows of
+    another study (beside) dashed. Returns the labels of the lines drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     task_names = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, 2 * len(task_names), figsize=(9 * len(task_names), 3.8), squeeze=False)
-    series = sorted({(r["n_layer"], r["variant"]) for r in rows})
+    series = sorted({(r["n_layer"], r["variant"], False) for r in rows} |
+                    {(r["n_layer"], r["variant"], True) for r in beside})
+    color = {k: f"C{i % 10}" for i, k in enumerate(sorted({(n, v) for n, v, _ in series}))}  # a depth's two lines alike
+    drawn = []
     for t, task in enumerate(task_names):
         for a, (key, title) in enumerate((("id_acc", "test (in-distribution)"), ("gen_acc", "gen"))):
             ax = axes[0, 2 * t + a]
-            for n, variant in series:
+            for n, variant, other in series:
                 pts = {}
-                for r in rows:
+                for r in beside if other else rows:
                     if r["task"] == task and (r["n_layer"], r["variant"]) == (n, variant) and r[key] != "":
                         pts.setdefault(r["epochs"], []).append(100 * r[key])
                 if not pts:
@@ -161,11 +176,15 @@ def figure(rows, path):
                 mean = [m for m, _ in ms]
                 half = [h if h == h else 0.0 for _, h in ms]
                 seeds = max(len(v) for v in pts.values())
-                line, = ax.plot(xs, mean, marker="o", ms=3, label=f"depth {n}{' ' + variant if variant else ''} "
-                                f"({seeds} seed{'s' if seeds > 1 else ''})")
+                label = (f"depth {n}{' ' + variant if variant else ''} ({seeds} seed{'s' if seeds > 1 else ''})"
+                         + (f", {beside_name}" if other else ""))
+                line, = ax.plot(xs, mean, marker="o", ms=3, label=label, color=color[n, variant],
+                                ls="--" if other else "-")
+                drawn.append(label)
                 ax.fill_between(xs, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
-                                color=line.get_color(), alpha=0.15)
+                                color=line.get_color(), alpha=0.07 if other else 0.15)
             ax.set_xscale("log")
+            ax.set_ylim(-2, 102)  # a two-seed band runs far past what a percentage can be
             ax.set_xlabel("epochs (passes over the training split)")
             ax.set_ylabel("exact match (%)")
             ax.set_title(f"{task}: {title}")
@@ -175,6 +194,7 @@ def figure(rows, path):
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+    return drawn
 
 
 def main(argv=None):
@@ -185,7 +205,9 @@ def main(argv=None):
           "examples per split at each snapshot, mean ± 95% CI over the seeds that reached it. Read only; "
           "nothing was chosen on it.\n\n" + table(rows))
     write_atomic(root / "curve.md", md)
-    figure(rows, root / "curve.png")
+    beside = [r for r in read_csv(study_folder(args.beside) / "curve.csv")
+              if r["task"] in {x["task"] for x in rows}] if args.beside else []
+    figure(rows, root / "curve.png", beside, Path(args.beside).name)
     print(table(rows))
     print(f"wrote {root / 'curve.csv'}, curve.md and curve.png")
 

@@ -7,7 +7,7 @@ from conftest import ROOT
 
 import report
 import sweep
-from common import UserError, mean_ci
+from common import UserError, mean_ci, read_csv
 
 
 @pytest.fixture
@@ -151,6 +151,12 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     points = list(csv.DictReader(open(root / "curve.csv")))
     scored = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "curve").glob("step_*.json"))
     assert scored and all(json.loads(k.read_text())["device"] == "cpu" for k in scored)
+    # another study's curve drawn beside this one's, dashed, in the same figure (here: itself)
+    rows = read_csv(root / "curve.csv")
+    drawn = curve.figure(rows, tmp_path / "both.png", beside=rows, beside_name="other")
+    assert {"depth 1 (1 seed)", "depth 1 (1 seed), other"} <= set(drawn) and (tmp_path / "both.png").exists()
+    with pytest.raises(UserError, match="--beside"):
+        curve.get_args(["--name", str(root), "--beside", str(tmp_path / "results")])
     shutil.rmtree(root / "runs")  # the machine that ran them is gone
     # a lane of the study over depth 4 alone keeps the other cells' rows in results.csv
     sweep.main(["--config", str(recipe), "--name", "multi", "--depths", "4", "--rank_analysis", "--quiet"])
