@@ -7,11 +7,12 @@ per depth (mean and 95% CI over seeds).
     python curve.py --name long_curve_cpu_tiny --beside paper_budget_cpu_tiny  # both in one figure
 
 Each point scores a seeded sample of --limit examples of each split, the same sample at every
-point of every run, and is kept beside the snapshot (curve/step_NNNNNNN.json), so a rerun scores
-only new snapshots. The points are read, never used to choose anything: choosing a run's length
-or checkpoint on them would be choosing on the generalization split. Writes results/NAME/curve.csv
-(one row per run and step, with the run's config, seed, code version and data sha256), curve.md
-and curve.png.
+point of every run, and is kept beside the snapshot (curve/step_NNNNNNN.json, with the weights
+file's sha256), so a rerun scores only new snapshots and those rewritten since (a run started afresh
+or resumed from an earlier checkpoint writes the same step's file again). The points are read,
+never used to choose anything: choosing a run's length or checkpoint on them would be choosing on
+the generalization split. Writes results/NAME/curve.csv (one row per run and step, with the run's
+config, seed, code version and data sha256), curve.md and curve.png.
 """
 import argparse
 import json
@@ -24,7 +25,7 @@ import torch
 import tasks
 from checkpoint import load_checkpoint, model_from
 from common import (ROOT, Parser, UserError, code_version, integer, main_guard, mean_ci, pick_device, read_csv,
-                    save_figure, write_atomic, write_csv)
+                    save_figure, sha256_file, write_atomic, write_csv)
 from corpus import ensure_prepared
 from model import GPTConfig
 
@@ -103,12 +104,13 @@ def collect(args):
             summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else None
             n_train = None
             for step, path in points(run):
-                kept = run / "curve" / f"step_{step:07d}.json"
-                if not kept.exists():
+                kept, digest = run / "curve" / f"step_{step:07d}.json", sha256_file(path)
+                point = json.loads(kept.read_text()) if kept.exists() else {}
+                if point.get("checkpoint_sha256") != digest:  # new, or the weights changed since it was scored
+                    point = {**score_point(path, task, splits, args, cache), "checkpoint_sha256": digest}
                     kept.parent.mkdir(exist_ok=True)
-                    write_atomic(kept, json.dumps(score_point(path, task, splits, args, cache), indent=1) + "\n")
+                    write_atomic(kept, json.dumps(point, indent=1) + "\n")
                     print(f"scored {run.relative_to(root)} step {step}", flush=True)
-                point = json.loads(kept.read_text())
                 ck = summary or load_checkpoint(path)
                 ck_cfg = ck["run_config"]
                 if n_train is None:  # runs before train_examples was recorded: count them

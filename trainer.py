@@ -241,8 +241,13 @@ class Run:
         for name in remove_stale_temporaries(self.out):  # writes cut off by a killed process
             print(f"removed {self.out / name}, left by a write its process never finished")
         log = self.out / "log.jsonl"
-        if fresh and log.exists():
-            log.unlink()
+        if fresh:  # (--overwrite) what the replaced run wrote must not be read as this run's (curve.py)
+            old = [f for f in (log, self.out / "summary.json") if f.exists()] + \
+                sorted((self.out / "snapshots").glob("step_*.pt")) + sorted((self.out / "curve").glob("step_*.json"))
+            for f in old:
+                f.unlink()
+            if old:
+                print(f"removed {len(old)} files of the run this one replaces (its log, summary, snapshots and scores)")
         elif log.exists():  # a killed process may have logged evals after its checkpoint: they rerun
             lines = log.read_text().splitlines(keepends=True)
             kept = [x for x in lines if logged_step(x) <= self.step_n]

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import pytest
 
@@ -7,7 +8,7 @@ from conftest import ROOT
 
 import report
 import sweep
-from common import UserError, mean_ci, read_csv
+from common import UserError, mean_ci, read_csv, sha256_file
 
 
 @pytest.fixture
@@ -128,7 +129,8 @@ def test_a_pretraining_study_has_one_row_per_model_and_the_bits_per_byte_tables(
             sweep.get_args(argv + bad)
 
 
-def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp_path, monkeypatch, jobs_in_process):
+def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp_path, monkeypatch, jobs_in_process,
+                                                                              capsys):
     """A study spans sessions on fresh machines: finished cells whose run folders stayed behind
     keep their rows (and their controls), the sweep trains only what is missing, and a new cell's
     control is matched to a shallowest depth that ran elsewhere."""
@@ -151,6 +153,17 @@ def test_cells_finished_on_another_machine_are_carried_over_from_results_csv(tmp
     points = list(csv.DictReader(open(root / "curve.csv")))
     scored = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "curve").glob("step_*.json"))
     assert scored and all(json.loads(k.read_text())["device"] == "cpu" for k in scored)
+    # a snapshot written again (a run started afresh, or resumed from an earlier checkpoint) is scored
+    # again; the others are read from where they were kept
+    snap = sorted((root / "runs" / "d2_s0" / "ft_geoquery" / "snapshots").glob("step_*.pt"))[0]
+    shutil.copyfile(root / "runs" / "d2_s0" / "ft_geoquery" / "ckpt.pt", snap)
+    capsys.readouterr()
+    curve.main(["--name", str(root), "--limit", "4", "--device", "cpu"])
+    assert re.findall(r"scored (\S+) step (\d+)", capsys.readouterr().out) == \
+        [("runs/d2_s0/ft_geoquery", str(int(snap.stem.split("_")[1])))]
+    assert json.loads((snap.parent.parent / "curve" / f"{snap.stem}.json").read_text())["checkpoint_sha256"] == \
+        sha256_file(snap)
+    points = list(csv.DictReader(open(root / "curve.csv")))
     # another study's curve drawn beside this one's, dashed, in the same figure (here: itself)
     rows = read_csv(root / "curve.csv")
     drawn = curve.figure(rows, tmp_path / "both.png", beside=rows, beside_name="other")

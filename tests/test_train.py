@@ -200,6 +200,13 @@ def test_snapshots_and_summary(corpus, tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["seed"] == 0 and saved["code_version"] and saved["data"]["train_sha256"]
     assert saved["val_ppl"] == pytest.approx(np.exp(s["val_loss"]))
+    # a run started afresh over it leaves none of the replaced run's files to be read as its own
+    (out / "curve").mkdir()
+    (out / "curve" / "step_0000004.json").write_text("{}")
+    train.main([*FAST, "--data_dir", str(corpus), "--out_dir", str(out), "--max_iters", "3",
+                "--eval_interval", "3", "--snapshot_interval", "3", "--overwrite"])
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_0000003.pt"]
+    assert not list((out / "curve").iterdir()) and json.loads((out / "summary.json").read_text())["step"] == 3
 
 
 @pytest.mark.slow
