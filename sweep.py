@@ -8,7 +8,7 @@ confidence intervals over seeds) and figures.
     python sweep.py --model_class tiny --depths 1,2 --tasks cogs --seeds 0 --pretrain_iters 300
 
 Finished steps are skipped, so the same command resumes a crashed sweep. Writes
-results/<name>/results.csv (one row per depth x seed x task), command.txt, and runs/ (checkpoints;
+results/<name>/results.csv (one row per depth x seed x task), command.txt (each distinct command that ran it), and runs/ (checkpoints;
 not for git); then runs `python report.py --name <name>` (summary.md, figures). --ppl_matched adds
 the paper's perplexity-matched control, --loss_matched its loss-matched one, --dev_selected scores
 each run at its best-dev snapshot, --rank_analysis has the report add the FFN singular-value
@@ -435,9 +435,12 @@ def main(argv=None):
         run_script("report.py", report)
         return read_csv(sweep.root / "results.csv")
     rows = sweep.run()
-    # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given
-    write_atomic(sweep.root / "command.txt", shlex.join(
-        ["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])]) + "\n")
+    # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given; every
+    # distinct command is kept, in order, for a study run in lanes (one sweep over some depths each)
+    command, path = shlex.join(["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])]), \
+        sweep.root / "command.txt"
+    before = path.read_text().splitlines() if path.exists() else []
+    write_atomic(path, "\n".join(before + [command] * (command not in before)) + "\n")
     print(f"wrote {sweep.root}/results.csv")
     run_script("report.py", report)
     return rows

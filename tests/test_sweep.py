@@ -285,6 +285,9 @@ def test_lanes_over_different_depths_keep_each_others_rows(tmp_path, monkeypatch
         sweep.main(["--config", str(recipe), "--name", "lanes", "--depths", depth])
     rows = list(csv.DictReader(open(tmp_path / "results" / "lanes" / "results.csv")))
     assert sorted(r["n_layer"] for r in rows) == ["1", "2"]
+    sweep.main(["--config", str(recipe), "--name", "lanes", "--depths", "1"])  # finished: trains nothing
+    commands = (tmp_path / "results" / "lanes" / "command.txt").read_text().splitlines()
+    assert [c.split()[-1] for c in commands] == ["1", "2"]  # both lanes' commands, each once
 
 
 def test_generalization_is_split_by_the_words_pretraining_never_showed(tmp_path):
