@@ -8,14 +8,14 @@ confidence intervals over seeds) and figures.
     python sweep.py --model_class tiny --depths 1,2 --tasks cogs --seeds 0 --pretrain_iters 300
 
 Finished steps are skipped, so the same command resumes a crashed sweep. Writes
-results/<name>/results.csv (one row per depth x seed x task), command.txt (each distinct command that ran it), and runs/ (checkpoints;
-not for git); then runs `python report.py --name <name>` (summary.md, figures). --ppl_matched adds
-the paper's perplexity-matched control, --loss_matched its loss-matched one, --dev_selected scores
-each run at its best-dev snapshot, --rank_analysis has the report add the FFN singular-value
-analysis. --looped K adds, at every depth L above K, models of K distinct blocks applied L times,
-at matched parameters (the d_ff of depth K) and at matched compute (the d_ff of depth L): depth as
-computation against depth as parameters. While a study runs, `python report.py --name <name>`
-tables the cells finished so far.
+results/<name>/results.csv (one row per depth x seed x task), command.txt (each distinct command
+that ran it), and runs/ (checkpoints; not for git); then runs `python report.py --name <name>`
+(summary.md, figures). --ppl_matched adds the paper's perplexity-matched control, --loss_matched its
+loss-matched one, --dev_selected scores each run at its best-dev snapshot, --rank_analysis has the
+report add the FFN singular-value analysis. --looped K adds, at every depth L above K, models of K
+distinct blocks applied L times, at matched parameters (the d_ff of depth K) and at matched compute
+(the d_ff of depth L): depth as computation against depth as parameters. While a study runs,
+`python report.py --name <name>` tables the cells finished so far.
 
 A study's settings live in a recipe file (recipes/*.json): `python sweep.py --config
 recipes/cpu_tiny.json` reads its "sweep" section and hands the file to train.py and finetune.py,
