@@ -437,10 +437,11 @@ def main(argv=None):
     rows = sweep.run()
     # quoted, so that a value with spaces (--finetune_args "--dropout 0.1") pastes back as given; every
     # distinct command is kept, in order, for a study run in lanes (one sweep over some depths each)
-    command, path = shlex.join(["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])]), \
-        sweep.root / "command.txt"
-    before = path.read_text().splitlines() if path.exists() else []
-    write_atomic(path, "\n".join(before + [command] * (command not in before)) + "\n")
+    command = shlex.join(["python", "sweep.py", *(argv if argv is not None else sys.argv[1:])])
+    path = sweep.root / "command.txt"
+    commands = path.read_text().splitlines() if path.exists() else []
+    if command not in commands:
+        write_atomic(path, "\n".join(commands + [command]) + "\n")
     print(f"wrote {sweep.root}/results.csv")
     run_script("report.py", report)
     return rows
