@@ -68,6 +68,8 @@ def get_args(argv=None):
       "FFN weights")
     a("--looped", type=integer(0), default=0, help="also train looped models of K distinct blocks at every depth above "
       "K, at matched parameters and at matched compute (0: none)")
+    a("--looped_match", default="both", choices=("both",) + MATCHES, help="which looped models --looped trains: "
+      "both matchings, or only one (a lane that runs the cheap compute-matched cells first)")
     a("--collect", action="store_true", help="train and score nothing: run report.py on the rows results.csv "
       "holds (kept so that the recorded studies' commands still table them)")
     a("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -255,7 +257,8 @@ class Sweep:
                     continue
                 self.model_rows(depth, seed, None, rows, pre)
             for depth in [d for d in self.args.depth_list if 0 < self.args.looped < d]:
-                for variant in ((self.args.looped, match) for match in MATCHES):
+                matches = MATCHES if self.args.looped_match == "both" else (self.args.looped_match,)
+                for variant in ((self.args.looped, match) for match in matches):
                     if not self.carry_over(depth, seed, rows, pre, variant):
                         self.model_rows(depth, seed, variant, rows, pre)
             # the controls compare each depth with the seed's shallowest, cell by cell, so a seed

@@ -260,6 +260,15 @@ def test_looped_sweep_adds_both_matchings(tmp_path, monkeypatch, jobs_in_process
     assert in_order(csv.DictReader(open(root / "results.csv"))) == in_order(rows)
     assert "d2_u1compute_s0" in (root / "summary.md").read_text()
 
+    # --looped_match trains one matching only, and keeps the other's rows
+    seed_1 = looped[:looped.index("--seeds") + 1] + ["1"] + looped[looped.index("--seeds") + 2:]
+    sweep.main(seed_1 + ["--looped_match", "compute"])
+    assert {p.name for p in (root / "runs").iterdir()} >= {"d2_s1", "d2_u1compute_s1"}
+    assert not (root / "runs" / "d2_u1params_s1").exists()
+    controls = [(r["seed"], r["control"]) for r in csv.DictReader(open(root / "results.csv"))]
+    assert ("1", "looped_compute_u1") in controls and ("0", "looped_params_u1") in controls
+    assert ("1", "looped_params_u1") not in controls
+
 
 def test_paired_differences_pair_by_seed():
     import types
