@@ -48,6 +48,11 @@ def checksum(obj, h=None):
     return h.hexdigest() if top else None
 
 
+def snapshots(run):
+    """{step: path} of a run folder's weight snapshots (snapshots/step_NNNNNNN.pt)."""
+    return {int(p.stem.split("_")[1]): p for p in sorted(Path(run, "snapshots").glob("step_*.pt"))}
+
+
 def save_checkpoint(ck, path, keep_previous=False):
     """Write ck with its checksum, atomically; keep_previous renames the file it replaces to
     <name>.prev.pt first, so the last two full checkpoints are on disk. A failed write leaves

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import tasks
-from checkpoint import load_checkpoint, model_from
+from checkpoint import load_checkpoint, model_from, snapshots
 from common import (ROOT, Parser, UserError, code_version, integer, main_guard, mean_ci, pick_device, read_csv,
                     save_figure, sha256_file, write_atomic, write_csv)
 from corpus import ensure_prepared
@@ -57,7 +57,7 @@ def study_folder(name):
 
 def points(run):
     """(step, weights file) of a run's snapshots and its final checkpoint, in step order."""
-    snaps = {int(p.stem.split("_")[1]): p for p in (run / "snapshots").glob("step_*.pt")}
+    snaps = snapshots(run)
     if (run / "summary.json").exists():  # the finished run's last step
         snaps.setdefault(json.loads((run / "summary.json").read_text())["step"], run / "ckpt.pt")
     return sorted(snaps.items())

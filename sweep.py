@@ -31,7 +31,7 @@ import shlex
 import sys
 
 import tasks
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, snapshots
 from common import (ROOT, Parser, UserError, folder_to_write, integer, main_guard, parse_int_list,
                     parse_with_recipe, pick_device, read_csv, run_script, write_atomic, write_csv)
 from corpus import WORD, corpus_words, ensure_prepared
@@ -335,7 +335,7 @@ class Sweep:
         rows = []
         for task in self.args.task_list:
             run = self.cell(depth, seed) / f"ft_{task}"
-            cands = snapshot_meta(sorted((run / "snapshots").glob("step_*.pt")))
+            cands = snapshot_meta(list(snapshots(run).values()))
             key = next(k for k in cands[next(iter(cands))]["metrics"] if k.endswith("_exact_match")) \
                 if cands else None
             if not key:
@@ -359,7 +359,7 @@ class Sweep:
             target = self.reference(seed, task, "finetune_val_loss",
                                     lambda c: json.loads((c / f"ft_{task}" / "summary.json").read_text())["val_loss"])
             run = self.cell(depth, seed) / f"ft_{task}"
-            snaps = sorted((run / "snapshots").glob("step_*.pt"))
+            snaps = list(snapshots(run).values())
             if not snaps:
                 raise UserError(f"no fine-tuning snapshots in {run}; fine-tune it again with this sweep.py")
             meta = snapshot_meta(snaps)
@@ -378,7 +378,7 @@ class Sweep:
         if depth == ref_depth:
             return []
         target = self.reference(seed, self.args.task_list[0], "val_loss", lambda c: pre[ref_depth, seed]["val_loss"])
-        snaps = sorted((self.cell(depth, seed) / "pretrain" / "snapshots").glob("step_*.pt"))
+        snaps = list(snapshots(self.cell(depth, seed) / "pretrain").values())
         if not snaps:
             raise UserError(f"no snapshots for depth {depth}; rerun with --snapshot_interval")
         losses = {s: load_checkpoint(s)["val_loss"] for s in snaps}

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 import cluster
-from checkpoint import save_checkpoint, set_rng_state
+from checkpoint import save_checkpoint, set_rng_state, snapshots
 from common import (DTYPES, UserError, autocast, code_version, folder_to_write, hold_folder, integer, sigterm_exits,
                     keep_freed_memory, pick_device, pick_dtype, real, remove_stale_temporaries, write_atomic)
 from model import (BLOCKS, GPT, INITS, MATCHES, MODEL_CLASSES, POSITIONS, REL_BIAS, GPTConfig, config_for,
@@ -243,16 +243,22 @@ class Run:
         log = self.out / "log.jsonl"
         if fresh:  # (--overwrite) what the replaced run wrote must not be read as this run's (curve.py)
             old = [f for f in (log, self.out / "summary.json") if f.exists()] + \
-                sorted((self.out / "snapshots").glob("step_*.pt")) + sorted((self.out / "curve").glob("step_*.json"))
+                list(snapshots(self.out).values()) + sorted((self.out / "curve").glob("step_*.json"))
             for f in old:
                 f.unlink()
             if old:
                 print(f"removed {len(old)} files of the run this one replaces (its log, summary, snapshots and scores)")
-        elif log.exists():  # a killed process may have logged evals after its checkpoint: they rerun
-            lines = log.read_text().splitlines(keepends=True)
-            kept = [x for x in lines if logged_step(x) <= self.step_n]
-            if kept != lines:
-                write_atomic(log, "".join(kept))
+        else:  # a killed process may have logged evals and kept snapshots after its checkpoint: they rerun
+            if log.exists():
+                lines = log.read_text().splitlines(keepends=True)
+                kept = [x for x in lines if logged_step(x) <= self.step_n]
+                if kept != lines:
+                    write_atomic(log, "".join(kept))
+            ahead = [p for s, p in snapshots(self.out).items() if s > self.step_n]
+            for f in ahead:
+                f.unlink()
+            if ahead:
+                print(f"removed {len(ahead)} snapshots past the checkpoint (step {self.step_n}); the run makes them again")
         c, n = self.cfg, self.info["params"]
         print(f"{self.job.describe}n_layer={c.n_layer} d_model={c.d_model} d_ff={c.d_ff} "
               f"params={n['total']:,} (non-embedding {n['non_embedding']:,}) device={self.device} "

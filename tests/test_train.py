@@ -87,9 +87,13 @@ def test_resume_drops_evals_logged_after_the_checkpoint(corpus, tmp_path):
     # what a process killed after an eval at step 3 (no checkpoint) leaves, and a write it cut off
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps({"step": 3, "val_loss": 1.0}) + "\n" + '{"step": 3, "val_l')
+    (out / "snapshots").mkdir()  # and the snapshots it kept, one before its checkpoint and one after
+    for step in (1, 3):
+        (out / "snapshots" / f"step_{step:07d}.pt").write_bytes((out / "ckpt.pt").read_bytes())
     train.main(["--data_dir", str(corpus), "--out_dir", str(out), "--resume", "--max_iters", "4", "--quiet"])
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]  # step 3 once in a plot's x axis would be the killed run's
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_0000001.pt"]  # curve.py would score it
 
 
 def test_resuming_a_finished_run_changes_nothing(corpus, tmp_path, capsys):
