@@ -45,7 +45,8 @@ from trainer import lr_at, make_optimizer
 def get_args(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--train", action="store_true", help="compare training speed with nanodepth's gpt2 block and whole-logits loss, and transformers' GPT2LMHeadModel")
+    a("--train", action="store_true", help="compare training speed with nanodepth's gpt2 block and whole-logits "
+      "loss, and transformers' GPT2LMHeadModel")
     a("--eval", action="store_true", help="decoding speed with and without the KV cache on COGS gen")
     a("--finetune", action="store_true", help="fine-tuning examples/s, the old path against the new defaults")
     a("--model_class", default="tiny", choices=tuple(MODEL_CLASSES), help="size class")
@@ -429,7 +430,8 @@ def bench_finetune(args, device):
     for r in rows:
         r["speedup"] = r["examples_per_s"] / base[r["n_layer"]]
     pads = {name: padding(b) for name, (_, _, b) in paths.items()}
-    print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), CPU bf16: {cpu_bf16() or 'none'}; "
+    print(f"COGS-vf fine-tuning, batch {args.batch_size}, {torch.get_num_threads()} thread(s), "
+          f"CPU bf16: {cpu_bf16() or 'none'}; "
           f"vocabulary {old[0].size:,} -> {new[0].size:,} tokens; padding " +
           ", ".join(f"{k.split(', ')[-1]} {100 * v:.0f}%" for k, v in pads.items()))
     print(f"same loss: |cut model - full model over the task's logits| = {check:.2e} on 64 examples")

@@ -1,6 +1,6 @@
 """What every script needs of its surroundings: errors and the command line, devices and
-precision, the tokenizer, the jobs run as processes, result tables, atomic writes and provenance. Checkpoints are in checkpoint.py, data in
-corpus.py, the training loop in trainer.py."""
+precision, the tokenizer, the jobs run as processes, result tables, atomic writes and provenance.
+Checkpoints are in checkpoint.py, data in corpus.py, the training loop in trainer.py."""
 import argparse
 import contextlib
 import csv
@@ -529,7 +529,8 @@ def code_version():
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)results"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+                                ":(exclude)results"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return (rev + ("+dirty" if dirty else "")) if rev else fallback
     except (OSError, subprocess.SubprocessError):
         return fallback

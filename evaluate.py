@@ -35,7 +35,8 @@ def get_args(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--ckpt", required=True, help="checkpoint file, or a run folder holding ckpt.pt")
-    a("--task", default="", choices=("",) + tuple(tasks.TASKS), help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
+    a("--task", default="", choices=("",) + tuple(tasks.TASKS),
+      help=f"score exact match on a task: {', '.join(tasks.TASKS)}")
     a("--split", default="", help="split(s) to score, comma-separated (default: in-distribution and generalization)")
     a("--data_dir", default="", help="folder with the task's prepared files (default: data/<task folder>)")
     a("--limit", type=integer(0), default=0, help="score only the first N examples of each split; with "
@@ -118,14 +119,16 @@ def main(argv=None):
     if args.dataset:
         model, ck = load_model(ckpt_path, device)
         report = provenance(ck, ckpt_path)
-        report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype, args.limit)
+        report["perplexity"] = perplexity(model, args.dataset, args.data_dir, args.block_size, device, dtype,
+                                          args.limit)
         p = report["perplexity"]
         print(f"{args.dataset} validation: loss {p['val_loss']:.4f}, perplexity {p['perplexity']:.2f}, "
               f"{p['bits_per_byte']:.4f} bits per byte over {p['tokens']:,} tokens")
         name = f"ppl_{args.dataset}"
     else:
         task = tasks.get_task(args.task)
-        splits = args.split.split(",") if args.split else [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
+        default = [s for s in dict.fromkeys((task.id_split, task.gen_split)) if s]
+        splits = args.split.split(",") if args.split else default
         for s in splits:
             tasks.split_path(task, s)  # an unknown split fails before any split is read or prepared
         ck = load_checkpoint(ckpt_path)

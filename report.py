@@ -207,7 +207,8 @@ def novel_word_table(main, study, depths):
             continue
         n, total = rs[0]["gen_n_novel_words"], rs[0]["eval_n"]
         lines += ["", f"{t}: generalization (%) on the {n:,} of {total:,} sentences with a word the pretraining "
-                  "corpus never contains, and on the rest:", "", "| depth | with such a word | the rest |", "|---|---|---|"]
+                  "corpus never contains, and on the rest:", "", "| depth | with such a word | the rest |",
+                  "|---|---|---|"]
         for d in depths:
             by = [r for r in rs if r["n_layer"] == d]
             lines.append(f"| {d} | " + " | ".join(fmt(mean_ci([100 * r[k] for r in by if r[k] != ""]))

@@ -62,8 +62,8 @@ def get_args(argv=None):
       "snapshot whose in-distribution dev loss matches the shallowest depth's final dev loss")
     a("--dev_selected", action="store_true", help="also score each run at its snapshot with the best "
       "in-distribution dev exact match (early stopping on dev; never on the generalization split)")
-    a("--finetune_evals", type=integer(1), default=4, help="dev evaluations, each with a weights snapshot (for --loss_matched), "
-      "per fine-tuning run")
+    a("--finetune_evals", type=integer(1), default=4, help="dev evaluations, each with a weights snapshot "
+      "(for --loss_matched), per fine-tuning run")
     a("--rank_analysis", action="store_true", help="the report adds the singular values and effective rank of the "
       "FFN weights")
     a("--looped", type=integer(0), default=0, help="also train looped models of K distinct blocks at every depth above "

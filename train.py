@@ -32,9 +32,10 @@ def get_args(argv=None):
       "or a name prepared with data/text/prepare.py")
     a("--data_dir", default="", help="folder with train.bin/val.bin (default: data/DATASET)")
     a("--block_size", type=integer(2), default=256, help="context length in tokens")
+    own = ", ".join(f"{k}: {v}" for k, v in CLASS_VOCAB.items())
     a("--vocab_size", type=vocab_size, default=0, help="GPT-2's BPE kept to its first vocab_size - 1 merge "
-      f"ranks, plus EOT (50257: all of it); 0: the class's own ({', '.join(f'{k}: {v}' for k, v in CLASS_VOCAB.items())}; "
-      f"the others {GPT2_VOCAB}); the corpus is converted once")
+      f"ranks, plus EOT (50257: all of it); 0: the class's own ({own}; the others {GPT2_VOCAB}); "
+      "the corpus is converted once")
     a("--eval_iters", type=integer(1), default=20, help="validation batches per eval (fixed windows)")
     add_training_flags(p)
     return parse_with_recipe(p, argv, "pretrain")

@@ -84,7 +84,8 @@ def add_model_flags(p):
     a("--match", default="params", choices=MATCHES, help="a looped model's d_ff: that of an unlooped "
       "depth-n_unique model (params: the class's parameter count) or of depth n_layer (compute: its FLOPs)")
     a("--block", default="paper", choices=BLOCKS, help="paper (T5X decoder-only) or gpt2 (nanoGPT's block)")
-    a("--pos", default="", choices=("",) + POSITIONS, help="position scheme: t5, learned or rope (default: the block's own)")
+    a("--pos", default="", choices=("",) + POSITIONS,
+      help="position scheme: t5, learned or rope (default: the block's own)")
     a("--dropout", type=real(lo=0, hi=0.99), default=0.0, help="dropout on residual branches (the paper: 0 in "
       "pretraining, 0.1 in fine-tuning)")
     a("--rel_bias", default="per_layer", choices=REL_BIAS, help="T5 bias tables: one per layer (T5X at "
@@ -258,7 +259,8 @@ class Run:
             for f in ahead:
                 f.unlink()
             if ahead:
-                print(f"removed {len(ahead)} snapshots past the checkpoint (step {self.step_n}); the run makes them again")
+                print(f"removed {len(ahead)} snapshots past the checkpoint (step {self.step_n}); "
+                      "the run makes them again")
         c, n = self.cfg, self.info["params"]
         print(f"{self.job.describe}n_layer={c.n_layer} d_model={c.d_model} d_ff={c.d_ff} "
               f"params={n['total']:,} (non-embedding {n['non_embedding']:,}) device={self.device} "
