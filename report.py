@@ -297,8 +297,30 @@ def looped_table(rows, study, depths):
                              f"{fmt(mean_ci([100 * r['id_acc'] for r in rs if r['id_acc'] != '']))}<br>"
                              f"{rs[0]['params']:,}; {rs[0]['flops_per_token'] / 1e6:.1f}")
             lines.append(f"| {d} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += looped_seeds(rows, t, depths, kinds)
     return lines
+
+
+def looped_seeds(rows, t, depths, kinds):
+    """Every looped run, seed by seed, and its paired generalization difference from the unlooped
+    model of the same depth and seed (the same data order)."""
+    seeds = sorted({r["seed"] for r in rows if r["control"] in kinds and r["task"] == t})
+    by = {(r["control"], r["n_layer"], r["seed"]): r for r in rows if r["control"] in kinds and r["task"] == t}
+    lines = ["", f"{t}: every looped seed, generalization / in-distribution exact match (%), and the paired "
+             "generalization difference from the unlooped model of the same depth and seed (points):", "",
+             "| depth | model | " + " | ".join(f"seed {k}" for k in seeds) + " | looped − unlooped |",
+             "|---|---|" + "---|" * (len(seeds) + 1)]
+    for d in depths:
+        for kind, name in list(kinds.items())[1:]:
+            runs = {k: by[kind, d, k] for k in seeds if (kind, d, k) in by}
+            if not runs:
+                continue
+            cells = ["–" if k not in runs else f"{100 * runs[k]['gen_acc']:.1f}" + (
+                f" / {100 * runs[k]['id_acc']:.1f}" if runs[k]["id_acc"] != "" else "") for k in seeds]
+            diffs = [100 * (runs[k]["gen_acc"] - by["", d, k]["gen_acc"]) for k in runs if ("", d, k) in by]
+            each = ", ".join(f"{x:+.1f}" for x in diffs)
+            lines.append(f"| {d} | {name} | " + " | ".join(cells) + f" | {fmt(mean_ci(diffs))} ({each}) |")
+    return lines + [""]
 
 
 def fmt(mc, digits=1):

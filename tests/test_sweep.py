@@ -281,6 +281,19 @@ def test_paired_differences_pair_by_seed():
     assert "| 2 | 20.0 ± 0.0 | 0.0 ± 0.0 | +20.0, +20.0 |" in row
 
 
+def test_looped_seeds_pair_each_loop_with_the_unlooped_model_of_its_seed():
+    rows = [{"n_layer": 2, "seed": s, "task": "cogs_vf", "control": c, "gen_acc": g, "id_acc": 0.99}
+            for s, c, g in ((0, "", 0.30), (1, "", 0.50), (0, "looped_compute_u1", 0.25),
+                            (1, "looped_compute_u1", 0.45), (2, "looped_compute_u1", 0.90))]
+    kinds = {"": "unlooped", "looped_params_u1": "looped, matched parameters",
+             "looped_compute_u1": "looped, matched compute"}
+    lines = report.looped_seeds(rows, "cogs_vf", [1, 2], kinds)
+    row = next(line for line in lines if line.startswith("| 2 | looped, matched compute"))
+    # seed 2 has no unlooped model, so it is shown but not paired; no matched-parameter row exists
+    assert row == "| 2 | looped, matched compute | 25.0 / 99.0 | 45.0 / 99.0 | 90.0 / 99.0 | -5.0 ± 0.0 (-5.0, -5.0) |"
+    assert not any("matched parameters" in line for line in lines)
+
+
 def test_lanes_over_different_depths_keep_each_others_rows(tmp_path, monkeypatch, jobs_in_process):
     """run.sh's lanes: sweeps over depth 1 and over depth 2 of one study, their run folders both
     here; the second must not drop the first's rows from results.csv."""
