@@ -337,15 +337,24 @@ def mean_series(rows, depths, key, task=None, scale=1.0):
         m, h = mean_ci([scale * r[key] for r in rows
                         if r["n_layer"] == d and (task is None or r["task"] == task) and r[key] != ""])
         ms.append(m)
-        hs.append(0.0 if math.isnan(h) else h)
+        hs.append(h)
     return ms, hs
 
 
 def band(ax, depths, ms, hs, label, marker="o"):
+    """The means joined by a line; their 95% CIs as a band where neighbouring depths both have one
+    (a depth with a single seed has none: the band stops there, it does not narrow to the point)
+    and as an error bar on a CI with no neighbour to join."""
     keep = [i for i, m in enumerate(ms) if not math.isnan(m)]
     xs, m, h = [depths[i] for i in keep], [ms[i] for i in keep], [hs[i] for i in keep]
-    ax.plot(xs, m, marker=marker, label=label)
-    ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], alpha=0.2)
+    line, = ax.plot(xs, m, marker=marker, label=label)
+    ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], alpha=0.2,
+                    color=line.get_color())
+    alone = [i for i in range(len(xs)) if not math.isnan(h[i])
+             and all(j < 0 or j >= len(xs) or math.isnan(h[j]) for j in (i - 1, i + 1))]
+    if alone:
+        ax.errorbar([xs[i] for i in alone], [m[i] for i in alone], yerr=[h[i] for i in alone], fmt="none",
+                    ecolor=line.get_color(), alpha=0.5, capsize=3)
 
 
 def finish_depth_figure(ax, path, depths, narrow, ylabel):

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import re
 
 import pytest
@@ -292,6 +293,27 @@ def test_looped_seeds_pair_each_loop_with_the_unlooped_model_of_its_seed():
     # seed 2 has no unlooped model, so it is shown but not paired; no matched-parameter row exists
     assert row == "| 2 | looped, matched compute | 25.0 / 99.0 | 45.0 / 99.0 | 90.0 / 99.0 | -5.0 ± 0.0 (-5.0, -5.0) |"
     assert not any("matched parameters" in line for line in lines)
+
+
+def test_band_draws_no_interval_where_a_depth_has_one_seed():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def drawn(gens):  # {depth: the seeds' generalization}
+        rows = [{"n_layer": d, "gen_acc": g} for d, gs in gens.items() for g in gs]
+        fig, ax = plt.subplots()
+        report.band(ax, [1, 2, 4], *report.mean_series(rows, [1, 2, 4], "gen_acc"), "g")
+        xs = [x for c in ax.collections for p in c.get_paths() for x, _ in p.vertices]
+        bars = [list(seg[:, 1]) for c in ax.containers for seg in c.lines[2][0].get_segments()]
+        plt.close(fig)
+        return max(xs, default=None), bars
+
+    # depth 4 ran one seed: the band stops at depth 2 rather than narrowing onto its point
+    assert drawn({1: [8, 12], 2: [18, 22], 4: [30]}) == (2, [])
+    # a CI with no neighbour to join is drawn as an error bar
+    _, bars = drawn({1: [10], 2: [18, 22], 4: [30]})
+    assert len(bars) == 1 and bars[0][0] < 20 < bars[0][1]
 
 
 def test_lanes_over_different_depths_keep_each_others_rows(tmp_path, monkeypatch, jobs_in_process):
