@@ -311,7 +311,7 @@ def looped_seeds(rows, t, depths, kinds):
              "| depth | model | " + " | ".join(f"seed {k}" for k in seeds) + " | looped − unlooped |",
              "|---|---|" + "---|" * (len(seeds) + 1)]
     for d in depths:
-        for kind, name in list(kinds.items())[1:]:
+        for kind, name in [(k, n) for k, n in kinds.items() if k]:  # the looped kinds, not "" (unlooped)
             runs = {k: by[kind, d, k] for k in seeds if (kind, d, k) in by}
             if not runs:
                 continue

@@ -93,7 +93,7 @@ def test_resume_drops_evals_logged_after_the_checkpoint(corpus, tmp_path):
     train.main(["--data_dir", str(corpus), "--out_dir", str(out), "--resume", "--max_iters", "4", "--quiet"])
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]  # step 3 once in a plot's x axis would be the killed run's
-    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_0000001.pt"]  # curve.py would score it
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_0000001.pt"]  # step 3's was the killed run's
 
 
 def test_resuming_a_finished_run_changes_nothing(corpus, tmp_path, capsys):
